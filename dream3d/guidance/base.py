@@ -1,0 +1,115 @@
+"""What SDS and IKL share: timestep draws, classifier-free guidance, weighting, injection.
+
+A guidance turns generator samples x0 (B, ...) into a loss whose gradient on x0 is
+``g / B`` with ``g = w(t) (eps_teacher_cfg(x_t) - eps_fake(x_t))`` (DESIGN.md section 1).
+Subclasses say only what ``eps_fake`` is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from dream3d.diffusion import (
+    WEIGHTINGS,
+    TimeConfig,
+    Weighting,
+    add_noise,
+    append_dims,
+    check_choice,
+    predict_x0,
+    sample_t,
+    weight,
+)
+from dream3d.teachers.base import Teacher
+
+
+@dataclass
+class GuidanceConfig(TimeConfig):
+    """Knobs every guidance shares (t range and annealing come from TimeConfig)."""
+
+    cfg_scale: float = 100.0  # classifier-free guidance scale omega (DreamFusion: 100)
+    weighting: Weighting = "sds"  # w(t): sds | uniform | snr | dmd
+    grad_clip: float | None = None  # clamp g elementwise to [-c, c] (None: off)
+    nan_guard: bool = True  # zero non-finite entries of g and count them
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_choice("weighting", self.weighting, WEIGHTINGS)
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"grad clip must be positive, got {self.grad_clip}")
+
+
+def inject(x0: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """A loss whose gradient on x0 is g / B, with no graph through g."""
+    target = (x0 - g).detach()
+    return 0.5 * (x0 - target).pow(2).sum() / x0.shape[0]
+
+
+def eps_cfg(teacher: Teacher, x_t, t, cond, uncond, scale: float) -> torch.Tensor:
+    """eps_u + scale (eps_c - eps_u), in one batched teacher call; plain eps if no cond."""
+    if cond is None or uncond is None or scale == 1.0:
+        return teacher.eps(x_t, t, cond)
+    both = teacher.eps(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([cond, uncond]))
+    e_c, e_u = both.chunk(2)
+    return e_u + scale * (e_c - e_u)
+
+
+class Guidance:
+    """Base of SDS and IKL: ``loss(x0, cond, progress, generator) -> (loss, logs)``."""
+
+    def __init__(self, teacher: Teacher, config: GuidanceConfig):
+        self.teacher = teacher
+        self.config = config
+        self.abar = teacher.alphas_cumprod
+        self._null: torch.Tensor | None = None  # encoded "" prompt, made once
+
+    def uncond(self, cond: torch.Tensor | None) -> torch.Tensor | None:
+        """The unconditional encoding, expanded to cond's batch."""
+        if cond is None:
+            return None
+        if self._null is None:
+            self._null = self.teacher.encode_prompt([""]).to(cond.device)
+        return self._null.expand(cond.shape[0], *self._null.shape[1:])
+
+    def draw(self, x0: torch.Tensor, progress: float, generator: torch.Generator | None):
+        """Timesteps (B,) in the range in force at ``progress`` and noise like x0."""
+        t = sample_t(x0.shape[0], len(self.abar), self.config.bounds(progress), generator)
+        eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+        return t.to(x0.device), eps
+
+    def eps_fake(self, x_t, t, cond, x0, eps) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def grad(self, x0, t, eps, cond=None):
+        """g = w(t) (eps_teacher_cfg - eps_fake) at x_t = a_t x0 + s_t eps; returns (g, logs)."""
+        x_t = add_noise(x0, t, eps, self.abar)
+        e_q = eps_cfg(self.teacher, x_t, t, cond, self.uncond(cond), self.config.cfg_scale)
+        e_g = self.eps_fake(x_t, t, cond, x0, eps)
+        abar_t = self.abar.to(x0.device)[t].to(x0.dtype)
+        x0_hat = predict_x0(x_t, t, e_q, self.abar) if self.config.weighting == "dmd" else None
+        w = weight(self.config.weighting, abar_t, x0, x0_hat)
+        g = append_dims(w, x0.ndim) * (e_q - e_g)
+        return self._guard(g)
+
+    def _guard(self, g: torch.Tensor):
+        bad = ~torch.isfinite(g)
+        n_bad = int(bad.sum())
+        if self.config.nan_guard and n_bad:
+            g = g.masked_fill(bad, 0.0)
+        if self.config.grad_clip is not None:
+            g = g.clamp(-self.config.grad_clip, self.config.grad_clip)
+        return g, {"grad_norm": float(g.flatten(1).norm(dim=1).mean()), "nonfinite": n_bad}
+
+    def loss(self, x0, cond=None, progress: float = 0.0, generator=None):
+        """Draw t and eps, compute g and return the injected loss with its logs."""
+        t, eps = self.draw(x0, progress, generator)
+        g, logs = self.grad(x0.detach(), t, eps, cond)
+        logs["t"] = float(t.float().mean())
+        return inject(x0, g), logs
+
+    def update_fake(self, x0, cond=None, progress: float = 0.0, generator=None) -> dict:
+        """Fit the fake score to detached samples; SDS has none to fit."""
+        return {}

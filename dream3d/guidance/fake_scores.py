@@ -1,0 +1,65 @@
+"""Fake scores for IKL: models of the generator's own noised distribution p_g,t.
+
+Each has ``eps(x_t, t, cond, x0)``; ``x0`` (the sample x_t was made from) is read only by the
+analytic Dirac score. Learned ones are ``nn.Module`` s fitted online by denoising score matching.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from dream3d.diffusion import coefficients
+from dream3d.nn import FourierTime, mlp
+
+
+class DiracScore(nn.Module):
+    """Exact eps of a point mass at x0: p_g,t = N(a_t x0, s_t^2 I), eps = (x_t - a_t x0) / s_t."""
+
+    trainable = False
+
+    def __init__(self, abar: torch.Tensor):
+        super().__init__()
+        self.abar = abar
+
+    def eps(self, x_t, t, cond, x0):
+        a, s = coefficients(self.abar, t, x_t)
+        return (x_t - a * x0) / s
+
+
+class MLPScore(nn.Module):
+    """A time-conditioned MLP eps(x_t, t[, class]) for low-dimensional data, from scratch."""
+
+    trainable = True
+
+    def __init__(
+        self, dim: int, steps: int, hidden: int = 128, layers: int = 3, n_classes: int = 0
+    ):
+        super().__init__()
+        self.time = FourierTime(steps)
+        self.classes = nn.Embedding(n_classes + 1, 16) if n_classes else None  # row 0: no class
+        self.net = mlp(dim + self.time.dim + (16 if n_classes else 0), dim, hidden, layers)
+
+    def eps(self, x_t, t, cond=None, x0=None):
+        h = [x_t.flatten(1), self.time(t)]
+        if self.classes is not None:
+            c = torch.zeros_like(t) if cond is None else cond.clamp_min(-1) + 1
+            h.append(self.classes(c))
+        return self.net(torch.cat(h, 1)).reshape(x_t.shape)
+
+
+class TeacherCopy(nn.Module):
+    """A trainable deep copy of a network teacher, so p_g starts as q (Diff-Instruct, Alg. 1)."""
+
+    trainable = True
+
+    def __init__(self, teacher: nn.Module):
+        super().__init__()
+        if not isinstance(teacher, nn.Module):
+            raise ValueError("fake score 'teacher' needs a network teacher; use 'mlp' instead")
+        self.net = copy.deepcopy(teacher).requires_grad_(True)
+
+    def eps(self, x_t, t, cond, x0=None):
+        return self.net.eps(x_t, t, cond)

@@ -1,0 +1,1 @@
+"""Things that produce differentiable samples for dream3d's guidance losses."""

@@ -1,0 +1,1 @@
+"""The toy world: procedural objects with ground truth (issue 3)."""

@@ -1,0 +1,144 @@
+import pytest
+import torch
+from torch import nn
+
+from dream3d.diffusion import add_noise, alphas_cumprod
+from dream3d.guidance import IKL, SDS, GuidanceConfig, IKLConfig, inject, make_guidance
+from dream3d.guidance.fake_scores import MLPScore
+from dream3d.teachers.gmm import GMMTeacher, gmm_preset
+
+
+def _draws(n, seed, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    x0 = 3 * torch.randn(n, 2, generator=g, dtype=dtype)
+    t = torch.randint(0, 1000, (n,), generator=g)
+    eps = torch.randn(n, 2, generator=g, dtype=dtype)
+    cond = torch.randint(-1, 8, (n,), generator=g)
+    return x0, t, eps, cond
+
+
+@pytest.mark.parametrize("weighting", ["sds", "uniform", "snr", "dmd"])
+def test_ikl_with_the_dirac_fake_score_is_sds(weighting):
+    """Diff-Instruct Corollary 3.4, to float64 round-off."""
+    teacher = gmm_preset("ring8")
+    x0, t, eps, cond = _draws(1024, 0)
+    sds = make_guidance("sds", teacher, weighting=weighting, cfg_scale=7.5)
+    ikl = make_guidance("ikl", teacher, fake="dirac", weighting=weighting, cfg_scale=7.5)
+    g_sds, g_ikl = sds.grad(x0, t, eps, cond)[0], ikl.grad(x0, t, eps, cond)[0]
+    assert g_sds.abs().max() > 1e-3  # a real gradient, not two zeros
+    assert (g_sds - g_ikl).abs().max().item() <= 1e-6
+
+
+def test_injected_loss_has_gradient_g_over_batch():
+    x0 = torch.randn(8, 3, 4, 4, requires_grad=True)
+    g = torch.randn(8, 3, 4, 4)
+    inject(x0, g).backward()
+    assert torch.allclose(x0.grad, g / 8, atol=1e-7)
+
+
+def test_guidance_loss_gradient_is_the_g_it_computes():
+    teacher = gmm_preset("ring8")
+    guidance = SDS(teacher, GuidanceConfig(cfg_scale=1.0))
+    x0 = torch.randn(64, 2, requires_grad=True)
+    loss, _ = guidance.loss(x0, None, 0.0, torch.Generator().manual_seed(3))
+    loss.backward()
+    t, eps = guidance.draw(x0, 0.0, torch.Generator().manual_seed(3))
+    g, _ = guidance.grad(x0.detach(), t, eps, None)
+    assert torch.allclose(x0.grad * 64, g, atol=1e-6)
+
+
+def test_cfg_and_sds_weighting_by_hand():
+    teacher = gmm_preset("ring8")
+    x0, t, eps, cond = _draws(32, 1)
+    cond = cond.clamp_min(0)
+    g, _ = SDS(teacher, GuidanceConfig(cfg_scale=30.0)).grad(x0, t, eps, cond)
+    x_t = add_noise(x0, t, eps, teacher.alphas_cumprod)
+    e_c, e_u = teacher.eps(x_t, t, cond), teacher.eps(x_t, t, None)
+    w = (1 - teacher.alphas_cumprod[t])[:, None]
+    assert torch.allclose(g, w * (e_u + 30.0 * (e_c - e_u) - eps), atol=1e-10)
+
+
+class _NaNTeacher:
+    """A GMM whose first output coordinate is NaN: exercises the guard."""
+
+    def __init__(self):
+        self.inner = gmm_preset("ring8")
+        self.alphas_cumprod = self.inner.alphas_cumprod
+
+    def encode_prompt(self, prompts):
+        return self.inner.encode_prompt(prompts)
+
+    def eps(self, x_t, t, cond):
+        e = self.inner.eps(x_t, t, cond)
+        e[:, 0] = float("nan")
+        return e
+
+
+def test_nan_guard_and_grad_clip():
+    x0, t, eps, _ = _draws(16, 2)
+    g, logs = SDS(_NaNTeacher(), GuidanceConfig(weighting="uniform", grad_clip=0.1)).grad(
+        x0, t, eps
+    )
+    assert logs["nonfinite"] == 16
+    assert torch.all(g[:, 0] == 0) and g.abs().max() <= 0.1
+    assert g[:, 1].abs().max() == pytest.approx(0.1)  # the clip is active on the other coord
+
+
+def test_learned_fake_score_fits_a_gaussian_generator():
+    """DSM on samples of N(m, 0.5^2 I) recovers that Gaussian's exact eps."""
+    truth = GMMTeacher(torch.tensor([[1.0, -0.5]]), torch.tensor(0.5))
+    ikl = IKL(truth, IKLConfig(fake="mlp", fake_steps=1, fake_lr=3e-3, weighting="uniform"), dim=2)
+    rng = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    for _ in range(800):
+        ikl.update_fake(truth.sample(256, rng), None, 0.0, rng)
+    x0 = truth.sample(2000, rng)
+    t = torch.randint(20, 981, (2000,), generator=rng)
+    x_t = add_noise(x0, t, torch.randn(2000, 2, generator=rng), ikl.abar)
+    with torch.no_grad():
+        err = (ikl.fake.eps(x_t, t) - truth.eps(x_t, t)).pow(2).mean().item()
+    spread = truth.eps(x_t, t).pow(2).mean().item()
+    assert err < 0.02 * spread
+
+
+class _NetTeacher(nn.Module):
+    """A small network teacher: an MLP eps-model with class prompts."""
+
+    def __init__(self):
+        super().__init__()
+        self.alphas_cumprod = alphas_cumprod()
+        torch.manual_seed(0)
+        self.net = MLPScore(2, 1000, hidden=32, layers=2, n_classes=2)
+
+    def encode_prompt(self, prompts):
+        return torch.tensor([{"": -1, "a": 0, "b": 1}[p] for p in prompts])
+
+    def eps(self, x_t, t, cond):
+        return self.net.eps(x_t, t, cond)
+
+
+def test_teacher_copy_starts_at_the_teacher_and_trains_alone():
+    teacher = _NetTeacher()
+    ikl = make_guidance("ikl", teacher, fake="teacher", cfg_scale=1.0)
+    x0, t, eps, _ = _draws(64, 4, torch.float32)
+    cond = torch.randint(0, 2, (64,))
+    g, _ = ikl.grad(x0, t, eps, cond)
+    assert g.abs().max().item() < 1e-6  # fake == teacher at the start: no gradient yet
+    frozen = [p.clone() for p in teacher.parameters()]
+    ikl.update_fake(x0, cond, 0.0, torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(frozen, teacher.parameters()))
+    assert ikl.grad(x0, t, eps, cond)[0].abs().max().item() > 1e-4
+
+
+def test_bad_options_are_refused_with_the_choices():
+    teacher = gmm_preset("ring8")
+    with pytest.raises(ValueError, match="sds, ikl"):
+        make_guidance("vsd", teacher)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        make_guidance("ikl", teacher, dim=2, fake_steps=0)
+    with pytest.raises(ValueError, match="dirac, mlp, teacher"):
+        make_guidance("ikl", teacher, dim=2, fake="gan")
+    with pytest.raises(ValueError, match="needs a network teacher"):
+        make_guidance("ikl", teacher, fake="teacher")
+    with pytest.raises(ValueError, match="unknown guidance options: cfg"):
+        make_guidance("sds", teacher, cfg=3)
