@@ -15,18 +15,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
+import torch
+from matplotlib.figure import Figure  # no pyplot: no global backend state
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from dream3d.guidance import make_guidance  # noqa: E402
-from dream3d.metrics import mmd2, mode_mass  # noqa: E402
-from dream3d.teachers.gmm import gmm_preset  # noqa: E402
-from dream3d.train import TrainConfig, train  # noqa: E402
-from generators.onestep import MLPGenerator  # noqa: E402
-from generators.particles import Particles  # noqa: E402
+from dream3d.guidance import make_guidance
+from dream3d.metrics import mmd2, mode_mass
+from dream3d.teachers.gmm import gmm_preset
+from dream3d.train import TrainConfig, train
+from generators.onestep import MLPGenerator
+from generators.particles import Particles
 
 KL_T_RANGE = (0.001, 0.005)  # "w(t) concentrated near t = 0": the five smallest timesteps
 
@@ -57,7 +54,6 @@ def _save(fig, path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _guidance_options(o: LabOptions, **defaults) -> dict:
@@ -130,7 +126,8 @@ def lab_dirac(o: LabOptions) -> dict:
         "travel_mean": float((ends["sds"] - starts).norm(dim=1).mean()),
         "seconds": time.perf_counter() - t0,
     }
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
     ref = teacher.sample(2000, torch.Generator().manual_seed(o.seed))
     ax.scatter(ref[:, 0], ref[:, 1], s=1, c="0.7")
     for name, style in (("sds", "-"), ("ikl", "--")):
@@ -242,7 +239,8 @@ def _angle_spread(x: torch.Tensor) -> float:
 
 def _plots(path: Path, ref, samples: dict, curves: dict, lim: float):
     """One scatter per run, then the MMD^2 curves of all runs."""
-    fig, axes = plt.subplots(1, len(samples) + 1, figsize=(4.2 * (len(samples) + 1), 4))
+    fig = Figure(figsize=(4.2 * (len(samples) + 1), 4))
+    axes = fig.subplots(1, len(samples) + 1)
     for ax, (name, x) in zip(axes, samples.items()):
         _scatter(ax, ref, x[:2000], name.upper(), lim)
     for name, (steps, values) in curves.items():
