@@ -1,0 +1,112 @@
+"""The one camera distribution: every renderer (ground truth, NeRF) samples views from here.
+
+World frame: z up, objects centred at the origin inside the unit-radius ball, facing +x.
+A camera sits on a sphere around the origin at (azimuth, elevation, radius) and looks at the
+origin; azimuth 0 is the front (+x), 90 the object's left side (+y), 180 its back.
+View captions follow DreamFusion: front / side / back by azimuth, overhead above 60 degrees.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+VIEWS = ("front", "side", "back", "overhead")
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """Ranges the cameras are drawn from, uniformly."""
+
+    radius: tuple[float, float] = (2.6, 3.0)  # distance to the origin
+    elevation: tuple[float, float] = (-10.0, 80.0)  # degrees above the horizon
+    fov: float = 40.0  # vertical field of view, degrees
+    overhead: float = 60.0  # elevations above this are "overhead" views
+    front: float = 45.0  # |azimuth| below this is "front"; above 180 - this, "back"
+
+
+@dataclass
+class Cameras:
+    """A batch of pinhole cameras looking at the origin."""
+
+    azimuth: torch.Tensor  # (B,) degrees in [-180, 180)
+    elevation: torch.Tensor  # (B,) degrees
+    radius: torch.Tensor  # (B,)
+    fov: float  # degrees
+
+    def __len__(self) -> int:
+        return len(self.azimuth)
+
+    @property
+    def origins(self) -> torch.Tensor:
+        """(B, 3) camera centres."""
+        az, el = torch.deg2rad(self.azimuth), torch.deg2rad(self.elevation)
+        unit = torch.stack([el.cos() * az.cos(), el.cos() * az.sin(), el.sin()], -1)
+        return self.radius[:, None] * unit
+
+    def rays(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Ray origins and unit directions through pixel centres, each (B, size, size, 3).
+
+        Row 0 is the top of the image; the camera's up vector is the world z projected.
+        """
+        o = self.origins
+        forward = torch.nn.functional.normalize(-o, dim=-1)
+        z = torch.tensor([0.0, 0.0, 1.0]).expand_as(forward)
+        right = torch.nn.functional.normalize(torch.cross(forward, z, dim=-1), dim=-1)
+        up = torch.cross(right, forward, dim=-1)
+        half = math.tan(math.radians(self.fov) / 2)
+        u = (torch.arange(size) + 0.5) / size * 2 - 1  # (size,) left to right
+        ii, jj = torch.meshgrid(-u * half, u * half, indexing="ij")  # rows top-down, cols
+        d = (
+            forward[:, None, None]
+            + jj[None, ..., None] * right[:, None, None]
+            + ii[None, ..., None] * up[:, None, None]
+        )
+        d = torch.nn.functional.normalize(d, dim=-1)
+        return o[:, None, None].expand_as(d), d
+
+    def views(self, config: CameraConfig = CameraConfig()) -> list[str]:
+        """The DreamFusion view caption of each camera."""
+        return [view_of(float(a), float(e), config) for a, e in zip(self.azimuth, self.elevation)]
+
+
+def view_of(azimuth: float, elevation: float, config: CameraConfig = CameraConfig()) -> str:
+    """front / side / back from the azimuth, overhead above ``config.overhead`` elevation."""
+    if elevation > config.overhead:
+        return "overhead"
+    a = abs((azimuth + 180.0) % 360.0 - 180.0)
+    if a < config.front:
+        return "front"
+    return "back" if a > 180.0 - config.front else "side"
+
+
+def sample_cameras(
+    n: int,
+    generator: torch.Generator | None = None,
+    config: CameraConfig = CameraConfig(),
+    view: str | None = None,
+) -> Cameras:
+    """n cameras from the distribution; with ``view``, from that view's part of it only."""
+    if view is not None and view not in VIEWS:
+        raise ValueError(f"unknown view {view!r}; choose one of: {', '.join(VIEWS)}")
+    u = torch.rand(n, 3, generator=generator)
+    el_lo, el_hi = config.elevation
+    if view == "overhead":
+        el_lo = config.overhead
+    elif view is not None:
+        el_hi = config.overhead
+    az = u[:, 0] * 360.0 - 180.0
+    if view == "front":
+        az = (u[:, 0] * 2 - 1) * config.front
+    elif view == "back":
+        az = 180.0 - config.front + u[:, 0] * 2 * config.front
+        az = (az + 180.0) % 360.0 - 180.0
+    elif view == "side":
+        span = 180.0 - 2 * config.front
+        side = torch.where(u[:, 0] < 0.5, 1.0, -1.0)
+        az = side * (config.front + (u[:, 0] * 2 % 1.0) * span)
+    el = el_lo + u[:, 1] * (el_hi - el_lo)
+    radius = config.radius[0] + u[:, 2] * (config.radius[1] - config.radius[0])
+    return Cameras(az, el, radius, config.fov)
