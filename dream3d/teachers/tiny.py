@@ -1,0 +1,151 @@
+"""The embedded neural teacher: a small text-conditioned pixel-space UNet (DESIGN.md section 3).
+
+A diffusers ``UNet2DConditionModel`` predicts eps for 3-channel images in [-1, 1] on DDPM's
+linear schedule (Ho et al. 2020). The caption enters as a one-token sequence (B, 1, 384) of
+its MiniLM embedding, read by cross-attention and (by default) also added to the timestep
+embedding, as Imagen adds pooled text (Saharia et al. 2022). The empty prompt is the zero
+vector, which is also what classifier-free dropout feeds in training (Ho & Salimans 2022).
+
+Caption embeddings are cached and saved with the weights, so a shipped teacher answers its
+catalogue captions without loading MiniLM; other prompts are encoded on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from dream3d.diffusion import SCHEDULES, ScheduleKind, alphas_cumprod, check_choice
+
+Encoder = Callable[[list[str]], torch.Tensor]  # prompts -> (B, cross_attention_dim)
+TABLE = "caption_embeddings"  # safetensors key of the caption-embedding table
+
+
+@dataclass
+class TinyConfig:
+    """Architecture and schedule of the tiny teacher (defaults: ~2.0M parameters at 32x32)."""
+
+    size: int = 32  # image side in pixels (32 or 64 in practice)
+    block_out_channels: tuple[int, ...] = (32, 64, 64)  # UNet width at each resolution
+    layers_per_block: int = 1  # ResNet layers per down block (up blocks get one more)
+    cross_attention_dim: int = 384  # caption embedding width (MiniLM-L6)
+    head_dim: int = 32  # channels per attention head
+    text_in_time: bool = True  # also add the caption embedding to the timestep embedding
+    schedule: ScheduleKind = "linear"  # DDPM's linear betas suit pixel space
+    steps: int = 1000  # T, the number of training timesteps
+
+    def __post_init__(self):
+        self.block_out_channels = tuple(int(c) for c in self.block_out_channels)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        factor = 2 ** (len(self.block_out_channels) - 1)
+        if self.size % factor:
+            raise ValueError(f"size {self.size} must be a multiple of {factor} for these blocks")
+
+
+def build_unet(config: TinyConfig):
+    """The diffusers UNet: no attention at full resolution, cross-attention below it."""
+    from diffusers import UNet2DConditionModel
+
+    ch = config.block_out_channels
+    extra = {}
+    if config.text_in_time:
+        extra = {
+            "class_embed_type": "projection",
+            "projection_class_embeddings_input_dim": config.cross_attention_dim,
+        }
+    return UNet2DConditionModel(
+        sample_size=config.size,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=ch,
+        down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (len(ch) - 1),
+        up_block_types=("CrossAttnUpBlock2D",) * (len(ch) - 1) + ("UpBlock2D",),
+        layers_per_block=config.layers_per_block,
+        cross_attention_dim=config.cross_attention_dim,
+        attention_head_dim=tuple(max(1, c // config.head_dim) for c in ch),  # diffusers: heads
+        norm_num_groups=min(32, math.gcd(*ch)),
+        **extra,
+    )
+
+
+class TinyTeacher(nn.Module):
+    """Teacher protocol around the UNet; ``encoder`` defaults to dream3d.text.encode_text."""
+
+    def __init__(self, config: TinyConfig | None = None, encoder: Encoder | None = None):
+        super().__init__()
+        self.config = config or TinyConfig()
+        self.unet = build_unet(self.config)
+        self.alphas_cumprod = alphas_cumprod(self.config.schedule, self.config.steps)  # (T,)
+        self.encoder = encoder
+        self.embeddings: dict[str, torch.Tensor] = {}  # caption -> (D,) float32, saved
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def add_captions(self, captions: list[str]) -> None:
+        """Encode the captions not cached yet (one encoder call) and cache them."""
+        new = sorted({c for c in captions if c and c not in self.embeddings})
+        if not new:
+            return
+        if self.encoder is None:
+            from dream3d.text import encode_text as encoder
+        else:
+            encoder = self.encoder
+        emb = encoder(new).detach().float().cpu()
+        if emb.shape != (len(new), self.config.cross_attention_dim):
+            raise ValueError(f"encoder gave {tuple(emb.shape)} for {len(new)} captions")
+        self.embeddings.update(zip(new, emb))
+
+    def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
+        """(B, 1, D) caption embeddings on the teacher's device; ``""`` is the zero vector."""
+        self.add_captions(prompts)
+        zero = torch.zeros(self.config.cross_attention_dim)
+        rows = [self.embeddings[p] if p else zero for p in prompts]
+        return torch.stack(rows)[:, None].to(self.device)
+
+    def eps(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None):
+        """eps prediction (B, 3, H, W) for x_t in the [-1, 1] image scale; cond None: ``""``."""
+        if cond is None:
+            cond = self.encode_prompt([""]).expand(x_t.shape[0], -1, -1)
+        cond = cond.to(x_t.device, x_t.dtype)
+        extra = {"class_labels": cond[:, 0]} if self.config.text_in_time else {}
+        t = t.to(x_t.device).expand(x_t.shape[0])
+        return self.unet(x_t, t, encoder_hidden_states=cond, **extra).sample
+
+    def save(self, path: Path | str) -> None:
+        """One safetensors file: weights + caption table; config and captions in metadata."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        names = sorted(self.embeddings)
+        dim = self.config.cross_attention_dim
+        table = torch.stack([self.embeddings[c] for c in names]) if names else torch.zeros(0, dim)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        tensors[TABLE] = table.contiguous()
+        meta = {"config": json.dumps(asdict(self.config)), "captions": json.dumps(names)}
+        save_file(tensors, str(path), metadata=meta)
+
+    @classmethod
+    def load(cls, path: Path | str, device="cpu", encoder: Encoder | None = None) -> TinyTeacher:
+        """Read a file written by ``save``; the teacher comes back in eval mode on ``device``."""
+        if not Path(path).is_file():
+            raise ValueError(f"tiny teacher weights not found: {path}")
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata()
+        tensors = load_file(str(path))
+        table = tensors.pop(TABLE)
+        teacher = cls(TinyConfig(**json.loads(meta["config"])), encoder)
+        teacher.load_state_dict(tensors)
+        teacher.embeddings = dict(zip(json.loads(meta["captions"]), table))
+        return teacher.to(device).eval()

