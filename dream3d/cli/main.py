@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from dream3d.cli import teacher as teacher_cli
 from dream3d.diffusion import WEIGHTINGS, check_t_range
 from dream3d.guidance import GUIDANCES
 
@@ -69,6 +70,7 @@ def build_parser() -> Parser:
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     _lab_parser(sub)
+    teacher_cli.add_parsers(sub, _positive_int)
     return parser
 
 
@@ -118,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "lab":
             run_lab(args)
+        else:
+            if getattr(args, "out", None) is not None:
+                _check_writable(args.out)
+            result = teacher_cli.run(args)
+            print(json.dumps(_without_curves(result), indent=2))
     except ValueError as err:
         print(f"dream3d: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

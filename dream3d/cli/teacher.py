@@ -1,0 +1,172 @@
+"""`dream3d teacher train|sample|eval` and `dream3d judge train`: the embedded teachers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from dream3d.cameras import VIEWS
+
+
+def add_parsers(sub, positive_int) -> None:
+    teacher = sub.add_parser("teacher", help="train, sample and evaluate the embedded teachers")
+    tsub = teacher.add_subparsers(dest="action", required=True, parser_class=type(teacher))
+    train = tsub.add_parser("train", help="train the tiny pixel-space teacher on rendered views")
+    train.add_argument("--out", type=Path, default=Path("outputs/teacher"), help="run folder")
+    train.add_argument("--size", type=int, choices=[32, 64], default=32, help="image side")
+    train.add_argument("--steps", type=positive_int, default=20_000, help="optimizer steps")
+    train.add_argument("--batch", type=positive_int, default=64, help="images per step")
+    train.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate")
+    train.add_argument("--save-every", type=positive_int, default=1000, help="checkpoint period")
+    train.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    sample = tsub.add_parser("sample", help="a PNG grid of DDIM samples for one prompt and view")
+    _sampling_args(sample)
+    sample.add_argument("--prompt", required=True, help='e.g. "a red chair"')
+    sample.add_argument("--view", choices=VIEWS, default="front")
+    sample.add_argument("--n", type=positive_int, default=16, help="how many samples")
+    sample.add_argument("--out", type=Path, default=Path("outputs/samples"))
+
+    ev = tsub.add_parser("eval", help="judge DDIM samples for every catalogue prompt and view")
+    _sampling_args(ev)
+    ev.add_argument("--n", type=positive_int, default=4, help="samples per prompt and view")
+    ev.add_argument("--out", type=Path, default=Path("outputs/teacher-eval"))
+
+    judge = sub.add_parser("judge", help="the object/colour classifier that judges samples")
+    jsub = judge.add_subparsers(dest="action", required=True, parser_class=type(judge))
+    jt = jsub.add_parser("train", help="train the judge on ground-truth renders")
+    jt.add_argument("--out", type=Path, default=Path("outputs/judge"), help="run folder")
+    jt.add_argument("--steps", type=positive_int, default=1500)
+    jt.add_argument("--batch", type=positive_int, default=64)
+    jt.add_argument("--seed", type=int, default=0)
+    jt.add_argument("--quiet", action="store_true")
+
+
+def _sampling_args(p) -> None:
+    p.add_argument("--teacher", choices=["tiny", "oracle"], default="tiny")
+    p.add_argument("--weights", type=Path, help="tiny teacher file (default: the shipped one)")
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps")
+    p.add_argument("--cfg", type=float, default=3.0, help="classifier-free guidance scale")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, choices=[32, 64], default=32, help="oracle bank size")
+
+
+def run(args: argparse.Namespace) -> dict:
+    handlers = {
+        ("teacher", "train"): train_tiny,
+        ("teacher", "sample"): sample,
+        ("teacher", "eval"): evaluate,
+        ("judge", "train"): train_judge_cmd,
+    }
+    return handlers[(args.command, args.action)](args)
+
+
+def train_tiny(args) -> dict:
+    from dream3d.cli.world import all_captions, teacher_batch
+    from dream3d.teachers.tiny import TinyConfig, TinyTeacher
+    from dream3d.teachers.tiny_train import TeacherTrainConfig, train_teacher
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but this machine has no CUDA device")
+    if args.resume and not (args.out / "checkpoint.pt").is_file():
+        raise ValueError(f"--resume: no checkpoint at {args.out / 'checkpoint.pt'}")
+    torch.manual_seed(args.seed)
+    teacher = TinyTeacher(TinyConfig(size=args.size)).to(args.device)
+    teacher.add_captions(all_captions())  # shipped with the weights: no MiniLM at run time
+    config = TeacherTrainConfig(
+        steps=args.steps,
+        batch=args.batch,
+        lr=args.lr,
+        device=args.device,
+        seed=args.seed,
+        save_every=args.save_every,
+        warmup=min(500, args.steps // 10),
+        progress=not args.quiet,
+    )
+    history = train_teacher(teacher, teacher_batch(args.size), config, args.out, args.resume)
+    return {"params": teacher.n_params(), "final": history[-1] if history else {}}
+
+
+def _teacher(args, spec):
+    from dream3d.cli.world import load_tiny, oracle_teacher
+
+    if args.teacher == "oracle":
+        return oracle_teacher(spec, args.size, per_view=64, seed=args.seed)
+    return load_tiny(args.weights)
+
+
+def sample(args) -> dict:
+    from dream3d.cli.world import save_grid
+    from dream3d.sampling import ddim_sample
+    from scenes.prompts import parse_prompt
+
+    spec = parse_prompt(args.prompt)
+    teacher = _teacher(args, spec)
+    size = args.size if args.teacher == "oracle" else teacher.config.size
+    cond = teacher.encode_prompt([spec.caption(args.view)])
+    rng = torch.Generator().manual_seed(args.seed)
+    x = ddim_sample(teacher, cond, (args.n, 3, size, size), args.steps, args.cfg, rng)
+    path = args.out / f"{spec.text.replace(' ', '-')}-{args.view}-{args.teacher}.png"
+    save_grid(x, path)
+    return {"prompt": spec.caption(args.view), "grid": str(path)}
+
+
+def evaluate(args) -> dict:
+    """Object and colour accuracy of the judge on samples of every coloured catalogue prompt."""
+    from dream3d.cli.world import load_judge
+    from dream3d.judge import accuracy
+    from dream3d.sampling import ddim_sample
+    from scenes.catalogue import COLOURS, OBJECTS
+    from scenes.prompts import parse_prompt
+
+    judge, t0 = load_judge(), time.perf_counter()
+    images, objects, colours = [], [], []
+    rng = torch.Generator().manual_seed(args.seed)
+    for obj in OBJECTS:
+        for colour in COLOURS:
+            spec = parse_prompt(f"a {colour} {obj}")
+            teacher = _teacher(args, spec)
+            size = args.size if args.teacher == "oracle" else teacher.config.size
+            cond = teacher.encode_prompt([spec.caption(v) for v in VIEWS for _ in range(args.n)])
+            shape = (len(cond), 3, size, size)
+            images.append(ddim_sample(teacher, cond, shape, args.steps, args.cfg, rng))
+            objects += [obj] * len(cond)
+            colours += [colour] * len(cond)
+    metrics = accuracy(judge, torch.cat(images), objects, colours)
+    metrics |= {
+        "teacher": args.teacher,
+        "n": len(objects),
+        "cfg": args.cfg,
+        "ddim_steps": args.steps,
+    }
+    metrics["seconds"] = time.perf_counter() - t0
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def train_judge_cmd(args) -> dict:
+    from dream3d.cli.world import judge_batch
+    from dream3d.judge import Judge, JudgeConfig, accuracy, train_judge
+    from scenes.catalogue import COLOURS, OBJECTS
+
+    torch.manual_seed(args.seed)
+    judge = Judge(JudgeConfig(objects=list(OBJECTS), colours=list(COLOURS)))
+    batch = judge_batch(32)
+    history = train_judge(
+        judge, batch, args.steps, args.batch, seed=args.seed, progress=not args.quiet
+    )
+    images, obj, col = batch(2000, torch.Generator().manual_seed(args.seed + 12345))  # held out
+    names_o = [OBJECTS[i] for i in obj.tolist()]
+    names_c = [list(COLOURS)[i] for i in col.tolist()]
+    metrics = {"held_out": accuracy(judge, images, names_o, names_c), "history": history}
+    judge.save(args.out / "judge-32.safetensors")
+    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return {"held_out": metrics["held_out"], "weights": str(args.out / "judge-32.safetensors")}

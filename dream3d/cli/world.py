@@ -1,0 +1,97 @@
+"""Wiring of the toy world to the core: data for teachers and the judge, oracle banks, grids.
+
+Only entry points import this (it joins dream3d/, scenes/ and the weights that ship).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from dream3d.cameras import VIEWS
+from dream3d.judge import Judge
+from dream3d.teachers.oracle import OracleTeacher
+from dream3d.teachers.tiny import TinyTeacher
+from scenes.catalogue import COLOURS, OBJECTS, SHAPES
+from scenes.prompts import PromptSpec, canonical, catalogue_prompts
+from scenes.world import sample_views
+
+WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+TINY_WEIGHTS = WEIGHTS / "tiny-32.safetensors"
+JUDGE_WEIGHTS = WEIGHTS / "judge-32.safetensors"
+P_NO_COLOUR = 0.25  # training captions that leave the colour out ("a chair, side view")
+
+
+def all_captions() -> list[str]:
+    """Every caption the embedded teachers are trained on: prompt x view."""
+    return [f"{p}, {v} view" for p in catalogue_prompts() for v in VIEWS]
+
+
+def teacher_batch(size: int):
+    """batch_fn for teacher training: renders in [-1, 1] and captions, some without colour."""
+
+    def batch(n: int, rng: torch.Generator):
+        views = sample_views(n, rng, size=size)
+        drop = torch.rand(n, generator=rng) < P_NO_COLOUR
+        captions = [
+            f"{canonical(SHAPES[s].object, None)}, {v} view" if d else c
+            for s, v, c, d in zip(views["shape"], views["view"], views["captions"], drop)
+        ]
+        return views["images"] * 2 - 1, captions
+
+    return batch
+
+
+def judge_batch(size: int):
+    """batch_fn for the judge: renders in [-1, 1], object and colour indices."""
+    colours = list(COLOURS)
+
+    def batch(n: int, rng: torch.Generator):
+        views = sample_views(n, rng, size=size)
+        obj = torch.tensor([OBJECTS.index(SHAPES[s].object) for s in views["shape"]])
+        col = torch.tensor([colours.index(c) for c in views["colour"]])
+        return views["images"] * 2 - 1, obj, col
+
+    return batch
+
+
+def oracle_teacher(spec: PromptSpec, size: int, per_view: int, seed: int = 0) -> OracleTeacher:
+    """Banks of ``per_view`` ground-truth renders for each view caption of the prompt."""
+    rng = torch.Generator().manual_seed(seed)
+    banks = {}
+    for view in VIEWS:
+        views = sample_views(per_view, rng, spec.shapes, spec.colours, view, size)
+        banks[spec.caption(view)] = views["images"] * 2 - 1
+    return OracleTeacher(banks)
+
+
+def load_tiny(path: Path | None = None, device: str = "cpu") -> TinyTeacher:
+    path = Path(path) if path else TINY_WEIGHTS
+    if not path.is_file():
+        raise ValueError(f"no tiny teacher weights at {path}; train them: dream3d teacher train")
+    return TinyTeacher.load(path, device)
+
+
+def load_judge(path: Path | None = None) -> Judge:
+    path = Path(path) if path else JUDGE_WEIGHTS
+    if not path.is_file():
+        raise ValueError(f"no judge weights at {path}; train them: dream3d judge train")
+    return Judge.load(path)
+
+
+def save_grid(images: torch.Tensor, path: Path, cols: int = 8, scale: int = 2) -> None:
+    """Images (B, 3, H, W) in [-1, 1] as one PNG grid, upscaled ``scale`` x (nearest)."""
+    b, _, h, w = images.shape
+    cols = min(cols, b)
+    rows = -(-b // cols)
+    grid = torch.ones(3, rows * (h + 2), cols * (w + 2))
+    for i, img in enumerate(images.clamp(-1, 1).add(1).div(2)):
+        r, c = divmod(i, cols)
+        grid[:, r * (h + 2) + 1 : r * (h + 2) + 1 + h, c * (w + 2) + 1 : c * (w + 2) + 1 + w] = img
+    array = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    pil = Image.fromarray(array).resize((array.shape[1] * scale, array.shape[0] * scale), 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pil.save(path)
