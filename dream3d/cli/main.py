@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dream3d: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("dream3d: interrupted", file=sys.stderr)
+        print("dream3d: interrupted (a checkpointed run goes on with --resume)", file=sys.stderr)
         return 130
     return 0
 

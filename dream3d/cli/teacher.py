@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -20,7 +21,15 @@ def add_parsers(sub, positive_int) -> None:
     train.add_argument("--size", type=int, choices=[32, 64], default=32, help="image side")
     train.add_argument("--steps", type=positive_int, default=20_000, help="optimizer steps")
     train.add_argument("--batch", type=positive_int, default=64, help="images per step")
-    train.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate")
+    train.add_argument("--lr", type=float, default=3e-4, help="AdamW learning rate")
+    train.add_argument("--warmup", type=int, default=500, help="learning-rate warm-up steps")
+    train.add_argument(
+        "--channels",
+        type=_channels,
+        default=(32, 64, 64),
+        metavar="C1,C2,...",
+        help="UNet width per resolution (default 32,64,64: 2.0M parameters)",
+    )
     train.add_argument("--save-every", type=positive_int, default=1000, help="checkpoint period")
     train.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     train.add_argument("--seed", type=int, default=0)
@@ -47,6 +56,18 @@ def add_parsers(sub, positive_int) -> None:
     jt.add_argument("--batch", type=positive_int, default=64)
     jt.add_argument("--seed", type=int, default=0)
     jt.add_argument("--quiet", action="store_true")
+
+
+def _channels(text: str) -> tuple[int, ...]:
+    try:
+        channels = tuple(int(c) for c in text.split(","))
+    except ValueError:
+        channels = ()
+    if len(channels) < 2 or min(channels) < 8 or any(c % 8 for c in channels):
+        raise argparse.ArgumentTypeError(
+            f"expected two or more multiples of 8 such as 32,64,64, got {text!r}"
+        )
+    return channels
 
 
 def _sampling_args(p) -> None:
@@ -78,7 +99,11 @@ def train_tiny(args) -> dict:
     if args.resume and not (args.out / "checkpoint.pt").is_file():
         raise ValueError(f"--resume: no checkpoint at {args.out / 'checkpoint.pt'}")
     torch.manual_seed(args.seed)
-    teacher = TinyTeacher(TinyConfig(size=args.size)).to(args.device)
+    arch = TinyConfig(size=args.size, block_out_channels=args.channels)
+    if args.resume:  # the architecture is the checkpoint's, whatever the flags say
+        ckpt = torch.load(args.out / "checkpoint.pt", map_location="cpu", weights_only=True)
+        arch = TinyConfig(**ckpt.get("teacher_config", asdict(arch)))
+    teacher = TinyTeacher(arch).to(args.device)
     teacher.add_captions(all_captions())  # shipped with the weights: no MiniLM at run time
     config = TeacherTrainConfig(
         steps=args.steps,
@@ -87,7 +112,7 @@ def train_tiny(args) -> dict:
         device=args.device,
         seed=args.seed,
         save_every=args.save_every,
-        warmup=min(500, args.steps // 10),
+        warmup=args.warmup,
         progress=not args.quiet,
     )
     history = train_teacher(teacher, teacher_batch(args.size), config, args.out, args.resume)

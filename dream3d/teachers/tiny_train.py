@@ -24,6 +24,7 @@ from matplotlib.figure import Figure  # no pyplot: no global backend state
 from tqdm.auto import tqdm
 
 from dream3d.diffusion import add_noise, check_choice
+from dream3d.interrupt import DeferredInterrupt
 from dream3d.teachers.tiny import TinyTeacher
 
 BatchFn = Callable[[int, torch.Generator], tuple[torch.Tensor, list[str]]]
@@ -130,6 +131,7 @@ def _checkpoint(teacher, opt, run: _Run, config) -> dict:
         "captions": names,
         "caption_embeddings": table,
         "config": asdict(config),
+        "teacher_config": asdict(teacher.config),
     }
 
 
@@ -212,19 +214,25 @@ def train_teacher(
         _restore(out / "checkpoint.pt", teacher, opt, run)
     bar = tqdm(total=config.steps, initial=run.step, desc="teacher", disable=not config.progress)
     tick, seen = time.perf_counter(), 0
-    while run.step < config.steps:
-        step = run.step
-        run.window.append(_step(teacher, opt, batch_fn, config, step, run.rng))
-        if run.ema:
-            ema_update(run.ema, teacher, min(config.ema, (1 + step) / (10 + step)))
-        run.step, seen = step + 1, seen + config.batch
-        bar.update(1)
-        if run.step % config.log_every == 0 or run.step == config.steps:
-            row = _log(run, step, learning_rate(config, step), seen, time.perf_counter() - tick)
-            bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{row['images_per_s']:.0f}")
-            tick, seen = time.perf_counter(), 0
-        if run.step % config.save_every == 0 and run.step < config.steps:
-            _write(out, teacher, opt, run, config)
+    with DeferredInterrupt() as stop:
+        while run.step < config.steps:
+            step = run.step
+            run.window.append(_step(teacher, opt, batch_fn, config, step, run.rng))
+            if run.ema:
+                ema_update(run.ema, teacher, min(config.ema, (1 + step) / (10 + step)))
+            run.step, seen = step + 1, seen + config.batch
+            bar.update(1)
+            if run.step % config.log_every == 0 or run.step == config.steps:
+                lr, seconds = learning_rate(config, step), time.perf_counter() - tick
+                row = _log(run, step, lr, seen, seconds)
+                bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{row['images_per_s']:.0f}")
+                tick, seen = time.perf_counter(), 0
+            if stop.requested:  # Ctrl-C: keep every finished step, --resume goes on from here
+                bar.close()
+                _write(out, teacher, opt, run, config)
+                raise KeyboardInterrupt
+            if run.step % config.save_every == 0 and run.step < config.steps:
+                _write(out, teacher, opt, run, config)
     bar.close()
     _write(out, teacher, opt, run, config)
     if run.ema:

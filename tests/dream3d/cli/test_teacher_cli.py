@@ -1,0 +1,111 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from dream3d.cli.main import main
+from dream3d.cli.world import JUDGE_WEIGHTS, judge_batch, load_judge, oracle_teacher
+from dream3d.judge import accuracy
+from dream3d.sampling import ddim_sample
+from scenes.catalogue import COLOURS, OBJECTS
+from scenes.prompts import parse_prompt
+
+
+def _cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "dream3d.cli.main", *args], capture_output=True, text=True
+    )
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--prompt", "a purple xylophone"], "not in the toy world's vocabulary (objects: chair"),
+        (["--prompt", ""], "the prompt is empty"),
+        (["--prompt", "a red chair", "--view", "diagonal"], "choose from 'front', 'side'"),
+        (["--prompt", "a red chair", "--weights", "/no/such.safetensors"], "no tiny teacher"),
+        (["--prompt", "a red chair", "--n", "0"], "must be a positive integer, got 0"),
+        (["--prompt", "a red chair", "--out", "/proc/dream3d"], "cannot write to /proc/dream3d"),
+    ],
+)
+def test_teacher_sample_bad_input_is_one_line_and_exit_2(args, words):
+    result = _cli("teacher", "sample", *args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], result.stderr
+
+
+def test_train_bad_input_is_one_line_and_exit_2(tmp_path):
+    for args, words in [
+        (["--channels", "8,12"], "multiples of 8 such as 32,64,64"),
+        (["--resume"], "--resume: no checkpoint at"),
+    ]:
+        result = _cli("teacher", "train", "--out", str(tmp_path), *args)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and words in lines[0], result.stderr
+
+
+def _train(out, steps, *extra):
+    args = ["teacher", "train", "--out", str(out), "--steps", str(steps), "--batch", "4"]
+    args += ["--channels", "8,16,16", "--warmup", "5", "--save-every", "25", "--quiet"]
+    assert main(args + list(extra)) == 0
+
+
+def test_train_50_steps_then_resume_continues_the_same_run(tmp_path, capsys):
+    _train(tmp_path / "straight", 50)
+    _train(tmp_path / "split", 25)
+    _train(tmp_path / "split", 50, "--resume", "--channels", "32,64,64")  # checkpoint's arch
+    printed = json.loads(capsys.readouterr().out.split("\n}\n")[-2] + "\n}")
+    assert printed["final"]["step"] == 49
+    for run in ("straight", "split"):
+        assert {p.name for p in (tmp_path / run).iterdir()} >= {
+            "checkpoint.pt",
+            "history.json",
+            "loss.png",
+            "teacher.safetensors",
+        }
+    a = (tmp_path / "straight" / "teacher.safetensors").read_bytes()
+    assert a == (tmp_path / "split" / "teacher.safetensors").read_bytes()
+    history = json.loads((tmp_path / "split" / "history.json").read_text())
+    assert history[-1]["step"] == 49 and history[-1]["loss"] < 0.9  # from ~1 at init
+    weights = tmp_path / "split" / "teacher.safetensors"
+    args = ["teacher", "sample", "--weights", str(weights), "--prompt", "a red chair"]
+    args += ["--steps", "4", "--n", "3", "--out", str(tmp_path / "grid")]
+    assert main(args) == 0
+    assert (tmp_path / "grid" / "a-red-chair-front-tiny.png").stat().st_size > 0
+
+
+def test_oracle_ddim_returns_images_of_the_asked_bank():
+    spec = parse_prompt("a red chair")
+    oracle = oracle_teacher(spec, size=32, per_view=16, seed=0)
+    side = oracle.captions.index(spec.caption("side"))
+    cond = oracle.encode_prompt([spec.caption("side")] * 6)
+    x = ddim_sample(oracle, cond, (6, 3, 32, 32), 50, 3.0, torch.Generator().manual_seed(1))
+    d = torch.cdist(x.flatten(1).double(), oracle.images)  # to every image of every view
+    nearest = d.argmin(1)
+    assert (oracle.owner[nearest] == side).all()
+    rms = d.min(1).values / oracle.images.shape[1] ** 0.5
+    assert rms.max() < 0.01  # on a bank image, not between them
+    pairwise = torch.cdist(oracle.images, oracle.images) + 1e9 * torch.eye(len(oracle.images))
+    assert pairwise.min() / oracle.images.shape[1] ** 0.5 > 0.05
+
+
+def test_oracle_sample_from_the_command_line(tmp_path):
+    args = ["teacher", "sample", "--teacher", "oracle", "--prompt", "a blue cube", "--view"]
+    args += ["overhead", "--n", "4", "--steps", "20", "--out", str(tmp_path)]
+    assert main(args) == 0
+    assert (tmp_path / "a-blue-cube-overhead-oracle.png").is_file()
+
+
+def test_the_shipped_judge_scores_95_percent_on_fresh_renders():
+    assert JUDGE_WEIGHTS.is_file()
+    images, obj, col = judge_batch(32)(256, torch.Generator().manual_seed(2024))
+    acc = accuracy(
+        load_judge(),
+        images,
+        [OBJECTS[i] for i in obj.tolist()],
+        [list(COLOURS)[i] for i in col.tolist()],
+    )
+    assert acc["object"] >= 0.95 and acc["colour"] >= 0.95, acc
