@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from dream3d.cameras import VIEWS
 
@@ -47,6 +48,7 @@ def add_parsers(sub, positive_int) -> None:
     _sampling_args(ev)
     ev.add_argument("--n", type=positive_int, default=4, help="samples per prompt and view")
     ev.add_argument("--out", type=Path, default=Path("outputs/teacher-eval"))
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
 
     judge = sub.add_parser("judge", help="the object/colour classifier that judges samples")
     jsub = judge.add_subparsers(dest="action", required=True, parser_class=type(judge))
@@ -145,7 +147,7 @@ def sample(args) -> dict:
 
 def evaluate(args) -> dict:
     """Object and colour accuracy of the judge on samples of every coloured catalogue prompt."""
-    from dream3d.cli.world import load_judge
+    from dream3d.cli.world import load_judge, save_prompt_grid
     from dream3d.judge import accuracy
     from dream3d.sampling import ddim_sample
     from scenes.catalogue import COLOURS, OBJECTS
@@ -154,17 +156,24 @@ def evaluate(args) -> dict:
     judge, t0 = load_judge(), time.perf_counter()
     images, objects, colours = [], [], []
     rng = torch.Generator().manual_seed(args.seed)
-    for obj in OBJECTS:
-        for colour in COLOURS:
-            spec = parse_prompt(f"a {colour} {obj}")
-            teacher = _teacher(args, spec)
-            size = args.size if args.teacher == "oracle" else teacher.config.size
-            cond = teacher.encode_prompt([spec.caption(v) for v in VIEWS for _ in range(args.n)])
-            shape = (len(cond), 3, size, size)
-            images.append(ddim_sample(teacher, cond, shape, args.steps, args.cfg, rng))
-            objects += [obj] * len(cond)
-            colours += [colour] * len(cond)
+    tiny = None if args.teacher == "oracle" else _teacher(args, None)
+    prompts = [(obj, colour) for obj in OBJECTS for colour in COLOURS]
+    for obj, colour in tqdm(prompts, desc="prompts", disable=args.quiet):
+        spec = parse_prompt(f"a {colour} {obj}")
+        teacher = tiny or _teacher(args, spec)
+        size = args.size if tiny is None else tiny.config.size
+        cond = teacher.encode_prompt([spec.caption(v) for v in VIEWS for _ in range(args.n)])
+        shape = (len(cond), 3, size, size)
+        images.append(ddim_sample(teacher, cond, shape, args.steps, args.cfg, rng))
+        objects += [obj] * len(cond)
+        colours += [colour] * len(cond)
     metrics = accuracy(judge, torch.cat(images), objects, colours)
+    args.out.mkdir(parents=True, exist_ok=True)
+    shown = [images[i * len(COLOURS) + i % len(COLOURS)] for i in range(len(OBJECTS))]
+    names = [
+        parse_prompt(f"{list(COLOURS)[i % len(COLOURS)]} {o}").text for i, o in enumerate(OBJECTS)
+    ]
+    save_prompt_grid([x[:: args.n] for x in shown], names, args.out / "samples.png")
     metrics |= {
         "teacher": args.teacher,
         "n": len(objects),
@@ -172,7 +181,6 @@ def evaluate(args) -> dict:
         "ddim_steps": args.steps,
     }
     metrics["seconds"] = time.perf_counter() - t0
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 

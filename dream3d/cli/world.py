@@ -95,3 +95,22 @@ def save_grid(images: torch.Tensor, path: Path, cols: int = 8, scale: int = 2) -
     pil = Image.fromarray(array).resize((array.shape[1] * scale, array.shape[0] * scale), 0)
     path.parent.mkdir(parents=True, exist_ok=True)
     pil.save(path)
+
+
+def save_prompt_grid(images: list[torch.Tensor], prompts: list[str], path: Path) -> None:
+    """One row per prompt, one column per view: ``images[i]`` is (len(VIEWS), 3, H, W)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1.3 * len(VIEWS) + 1.6, 1.3 * len(prompts)))
+    axes = fig.subplots(len(prompts), len(VIEWS), squeeze=False)
+    for row, (views, prompt) in enumerate(zip(images, prompts)):
+        for col, img in enumerate(views):
+            ax = axes[row, col]
+            ax.imshow(img.clamp(-1, 1).add(1).div(2).permute(1, 2, 0).numpy())
+            ax.set_xticks([]), ax.set_yticks([])
+            if row == 0:
+                ax.set_title(VIEWS[col], fontsize=9)
+        axes[row, 0].set_ylabel(prompt, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
