@@ -20,14 +20,20 @@ def ddim_timesteps(n_train: int, steps: int) -> torch.Tensor:
     return torch.linspace(n_train - 1, 0, steps, dtype=torch.float64).round().long()
 
 
-def ddim_step(x_t, eps, abar_t: float, abar_prev: float, eta: float, noise):
+def ddim_step(x_t, eps, abar_t: float, abar_prev: float, eta: float, noise, clip_x0=None):
     """One step of DDIM (Song et al. 2021, eq. 12) from abar_t to abar_prev.
 
     ``x_prev = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev - sigma^2) eps + sigma z`` with
     ``sigma = eta sqrt((1 - abar_prev) / (1 - abar_t)) sqrt(1 - abar_t / abar_prev)``
-    (eq. 16); eta = 0 is deterministic DDIM, eta = 1 is DDPM's ancestral step.
+    (eq. 16); eta = 0 is deterministic DDIM, eta = 1 is DDPM's ancestral step. With
+    ``clip_x0 = c``, x0_hat is clamped to [-c, c] and eps re-derived from it (as DDPM's
+    sampler and diffusers' ``clip_sample`` do for images): at large t, x0_hat divides the
+    eps error by sqrt(abar_t) ~ 0.006, and the clamp keeps that from saturating the image.
     """
     x0 = (x_t - (1 - abar_t) ** 0.5 * eps) / abar_t**0.5
+    if clip_x0 is not None:
+        x0 = x0.clamp(-clip_x0, clip_x0)
+        eps = (x_t - abar_t**0.5 * x0) / (1 - abar_t) ** 0.5
     sigma = eta * ((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)) ** 0.5
     x_prev = abar_prev**0.5 * x0 + max(1 - abar_prev - sigma**2, 0.0) ** 0.5 * eps
     return x_prev + sigma * noise if sigma > 0 else x_prev
@@ -53,6 +59,7 @@ def ddim_sample(
     eta: float = 0.0,  # 0: deterministic DDIM; 1: DDPM-like ancestral noise
     progress: bool = False,  # show a progress bar
     device: torch.device | str | None = None,  # where x lives; cond's device if None
+    clip_x0: float | None = None,  # clamp x0 estimates to [-c, c]; 1.0 for images in [-1, 1]
 ) -> torch.Tensor:
     """x0 (B, ...) float32 by DDIM from x_T ~ N(0, I), with CFG eps_u + w (eps_c - eps_u).
 
@@ -71,5 +78,5 @@ def ddim_sample(
         eps = eps_cfg(teacher, x, t, cond, uncond, cfg_scale).float()
         abar_prev = float(abar[ts[i + 1]]) if i + 1 < steps else 1.0
         noise = torch.randn(shape, generator=generator).to(device) if eta > 0 else None
-        x = ddim_step(x, eps, float(abar[ts[i]]), abar_prev, eta, noise)
+        x = ddim_step(x, eps, float(abar[ts[i]]), abar_prev, eta, noise, clip_x0)
     return x

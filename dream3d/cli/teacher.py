@@ -35,6 +35,16 @@ def add_parsers(sub, positive_int) -> None:
     train.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt")
+    train.add_argument(
+        "--init",
+        type=Path,
+        metavar="WEIGHTS",
+        help="start from this teacher's UNet weights (same --channels and --size) instead of "
+        "random ones, e.g. to fine-tune an eps-prediction teacher into v-prediction",
+    )
+    train.add_argument(
+        "--prediction", choices=["v", "eps"], default="v", help="what the UNet learns to output"
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     sample = tsub.add_parser("sample", help="a PNG grid of DDIM samples for one prompt and view")
@@ -101,11 +111,20 @@ def train_tiny(args) -> dict:
     if args.resume and not (args.out / "checkpoint.pt").is_file():
         raise ValueError(f"--resume: no checkpoint at {args.out / 'checkpoint.pt'}")
     torch.manual_seed(args.seed)
-    arch = TinyConfig(size=args.size, block_out_channels=args.channels)
+    arch = TinyConfig(size=args.size, block_out_channels=args.channels, prediction=args.prediction)
     if args.resume:  # the architecture is the checkpoint's, whatever the flags say
         ckpt = torch.load(args.out / "checkpoint.pt", map_location="cpu", weights_only=True)
         arch = TinyConfig(**ckpt.get("teacher_config", asdict(arch)))
     teacher = TinyTeacher(arch).to(args.device)
+    if args.init and not args.resume:
+        source = TinyTeacher.load(args.init)
+        theirs = (source.config.size, source.config.block_out_channels)
+        if theirs != (arch.size, arch.block_out_channels):
+            raise ValueError(
+                f"--init {args.init}: its UNet (size, channels) is {theirs}; this run's is "
+                f"{(arch.size, arch.block_out_channels)}"
+            )
+        teacher.unet.load_state_dict(source.unet.state_dict())
     teacher.add_captions(all_captions())  # shipped with the weights: no MiniLM at run time
     config = TeacherTrainConfig(
         steps=args.steps,
@@ -139,7 +158,7 @@ def sample(args) -> dict:
     size = args.size if args.teacher == "oracle" else teacher.config.size
     cond = teacher.encode_prompt([spec.caption(args.view)])
     rng = torch.Generator().manual_seed(args.seed)
-    x = ddim_sample(teacher, cond, (args.n, 3, size, size), args.steps, args.cfg, rng)
+    x = ddim_sample(teacher, cond, (args.n, 3, size, size), args.steps, args.cfg, rng, clip_x0=1.0)
     path = args.out / f"{spec.text.replace(' ', '-')}-{args.view}-{args.teacher}.png"
     save_grid(x, path)
     return {"prompt": spec.caption(args.view), "grid": str(path)}
@@ -164,7 +183,7 @@ def evaluate(args) -> dict:
         size = args.size if tiny is None else tiny.config.size
         cond = teacher.encode_prompt([spec.caption(v) for v in VIEWS for _ in range(args.n)])
         shape = (len(cond), 3, size, size)
-        images.append(ddim_sample(teacher, cond, shape, args.steps, args.cfg, rng))
+        images.append(ddim_sample(teacher, cond, shape, args.steps, args.cfg, rng, clip_x0=1.0))
         objects += [obj] * len(cond)
         colours += [colour] * len(cond)
     metrics = accuracy(judge, torch.cat(images), objects, colours)

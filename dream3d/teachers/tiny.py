@@ -1,7 +1,13 @@
 """The embedded neural teacher: a small text-conditioned pixel-space UNet (DESIGN.md section 3).
 
-A diffusers ``UNet2DConditionModel`` predicts eps for 3-channel images in [-1, 1] on DDPM's
-linear schedule (Ho et al. 2020). The caption enters as a one-token sequence (B, 1, 384) of
+A diffusers ``UNet2DConditionModel`` denoises 3-channel images in [-1, 1] on DDPM's linear
+schedule (Ho et al. 2020). It predicts v = a_t eps - s_t x0 (Salimans & Ho 2022, as SD 2.x
+does) by default, and ``eps`` converts: eps = a_t v + s_t x_t. Trained to predict eps, a
+pixel-space net must get eps right to ~1e-3 at large t, where x0 = (x_t - s_t eps) / a_t
+multiplies its error by 1 / a_t ~ 150; its samples then have the right shapes but random
+colours. v-prediction asks for x0 itself there, and the colours come out right.
+
+The caption enters as a one-token sequence (B, 1, 384) of
 its MiniLM embedding, read by cross-attention and (by default) also added to the timestep
 embedding, as Imagen adds pooled text (Saharia et al. 2022). The empty prompt is the zero
 vector, which is also what classifier-free dropout feeds in training (Ho & Salimans 2022).
@@ -17,13 +23,14 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from dream3d.diffusion import SCHEDULES, ScheduleKind, alphas_cumprod, check_choice
+from dream3d.diffusion import SCHEDULES, ScheduleKind, alphas_cumprod, check_choice, coefficients
 
 Encoder = Callable[[list[str]], torch.Tensor]  # prompts -> (B, cross_attention_dim)
 TABLE = "caption_embeddings"  # safetensors key of the caption-embedding table
@@ -41,10 +48,12 @@ class TinyConfig:
     text_in_time: bool = True  # also add the caption embedding to the timestep embedding
     schedule: ScheduleKind = "linear"  # DDPM's linear betas suit pixel space
     steps: int = 1000  # T, the number of training timesteps
+    prediction: Literal["v", "eps"] = "v"  # what the UNet outputs; eps() converts
 
     def __post_init__(self):
         self.block_out_channels = tuple(int(c) for c in self.block_out_channels)
         check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("prediction", self.prediction, ("v", "eps"))
         factor = 2 ** (len(self.block_out_channels) - 1)
         if self.size % factor:
             raise ValueError(f"size {self.size} must be a multiple of {factor} for these blocks")
@@ -115,14 +124,22 @@ class TinyTeacher(nn.Module):
         rows = [self.embeddings[p] if p else zero for p in prompts]
         return torch.stack(rows)[:, None].to(self.device)
 
-    def eps(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None):
-        """eps prediction (B, 3, H, W) for x_t in the [-1, 1] image scale; cond None: ``""``."""
+    def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None):
+        """The UNet's output (B, 3, H, W): v or eps as ``config.prediction``; cond None: ``""``."""
         if cond is None:
             cond = self.encode_prompt([""]).expand(x_t.shape[0], -1, -1)
         cond = cond.to(x_t.device, x_t.dtype)
         extra = {"class_labels": cond[:, 0]} if self.config.text_in_time else {}
         t = t.to(x_t.device).expand(x_t.shape[0])
         return self.unet(x_t, t, encoder_hidden_states=cond, **extra).sample
+
+    def eps(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None):
+        """eps prediction (B, 3, H, W) for x_t in the [-1, 1] image scale; cond None: ``""``."""
+        out = self.predict(x_t, t, cond)
+        if self.config.prediction == "eps":
+            return out
+        a, s = coefficients(self.alphas_cumprod, t.to(out.device).expand(out.shape[0]), out)
+        return a * out + s * x_t.to(out.dtype)
 
     def save(self, path: Path | str) -> None:
         """One safetensors file: weights + caption table; config and captions in metadata."""

@@ -1,6 +1,7 @@
 """Training the tiny teacher by denoising score matching on images rendered on the fly.
 
-eps-prediction MSE at uniform t (Ho et al. 2020, Algorithm 1), classifier-free dropout of the
+MSE of the UNet's output against its target (v = a_t eps - s_t x0, or eps) at uniform t
+(Ho et al. 2020, Algorithm 1; Salimans & Ho 2022), classifier-free dropout of the
 caption (Ho & Salimans 2022), AdamW with linear warm-up, an EMA of the weights (what gets
 saved), bf16 autocast on CUDA. ``batch_fn(n, generator) -> (images, captions)`` is the only
 link to the data, so no dataset lives on disk. A run resumes from ``out/checkpoint.pt`` to
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure  # no pyplot: no global backend state
 from tqdm.auto import tqdm
 
-from dream3d.diffusion import add_noise, check_choice
+from dream3d.diffusion import add_noise, check_choice, coefficients
 from dream3d.interrupt import DeferredInterrupt
 from dream3d.teachers.tiny import TinyTeacher
 
@@ -63,14 +64,21 @@ def learning_rate(config: TeacherTrainConfig, step: int) -> float:
 
 
 def denoising_loss(teacher: TinyTeacher, x0, cond, generator: torch.Generator) -> torch.Tensor:
-    """Mean ||eps_theta(a_t x0 + s_t eps, t, y) - eps||^2 with t ~ U{0..T-1}."""
+    """Mean ||out_theta(a_t x0 + s_t eps, t, y) - target||^2 with t ~ U{0..T-1}.
+
+    target is v = a_t eps - s_t x0 or eps, as the teacher's ``config.prediction``.
+    """
     abar = teacher.alphas_cumprod
     t = torch.randint(0, len(abar), (x0.shape[0],), generator=generator).to(x0.device)
     eps = torch.randn(x0.shape, generator=generator).to(x0.device)
     x_t = add_noise(x0, t, eps, abar)
     with torch.autocast(x0.device.type, torch.bfloat16, enabled=x0.device.type == "cuda"):
-        pred = teacher.eps(x_t, t, cond)
-    return F.mse_loss(pred.float(), eps)
+        pred = teacher.predict(x_t, t, cond)
+    target = eps
+    if teacher.config.prediction == "v":
+        a, s = coefficients(abar, t, x0)
+        target = a * eps - s * x0
+    return F.mse_loss(pred.float(), target)
 
 
 def drop_captions(cond: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
@@ -162,7 +170,7 @@ def plot_loss(history: list[dict], path: Path) -> None:
     fig = Figure(figsize=(5, 3.2))
     ax = fig.add_subplot()
     ax.plot([r["step"] for r in history], [r["loss"] for r in history])
-    ax.set(xlabel="step", ylabel="eps MSE", yscale="log", title="tiny teacher")
+    ax.set(xlabel="step", ylabel="MSE", yscale="log", title="tiny teacher")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -63,3 +63,22 @@ def test_one_cond_row_is_broadcast_and_seeds_repeat():
     assert torch.allclose(angle.median(), torch.tensor(2 * math.pi / 8 * 2), atol=0.1)
     with pytest.raises(ValueError, match="3 rows"):
         ddim_sample(teacher, cond.repeat(3), (64, 2), steps=2)
+
+
+def test_clip_x0_clamps_the_estimate_and_keeps_x_t_consistent():
+    """With clip_x0, x0_hat lands in [-c, c] and eps is re-derived so that
+    x_t = a x0_hat + s eps still holds: a step to abar = 1 returns the clamped x0_hat."""
+    abar = alphas_cumprod("linear")
+    ab_t = float(abar[950])
+    g = torch.Generator().manual_seed(0)
+    x_t = torch.randn(4, 3, 8, 8, generator=g)
+    eps = x_t + 0.05 * torch.randn(x_t.shape, generator=g)  # a 5% eps error: x0_hat ~ +-8
+    raw = ddim_step(x_t, eps, ab_t, 1.0, 0.0, None)
+    assert raw.abs().max() > 3
+    clipped = ddim_step(x_t, eps, ab_t, 1.0, 0.0, None, clip_x0=1.0)
+    assert torch.allclose(clipped, raw.clamp(-1, 1), atol=1e-5)
+    ab_prev = float(abar[500])
+    mid = ddim_step(x_t, eps, ab_t, ab_prev, 0.0, None, clip_x0=1.0)
+    eps_c = (x_t - ab_t**0.5 * raw.clamp(-1, 1)) / (1 - ab_t) ** 0.5
+    expect = ab_prev**0.5 * raw.clamp(-1, 1) + (1 - ab_prev) ** 0.5 * eps_c
+    assert torch.allclose(mid, expect, atol=1e-5)
