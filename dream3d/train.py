@@ -1,22 +1,27 @@
 """The one training loop: sample -> k fake-score steps -> one generator step (Diff-Instruct Alg. 1).
 
 It knows nothing of what the generator makes: points, images or NeRF renders all arrive as a
-``Sample`` whose ``x`` is differentiable in the generator's parameters.
+``Sample`` whose ``x`` is differentiable in the generator's parameters. Given a checkpoint
+path it saves every ``save_every`` steps and on Ctrl-C, and resumes to the same numbers an
+uninterrupted run reaches; a non-finite loss stops it and leaves the last good checkpoint.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from tqdm.auto import tqdm
 
 from dream3d.diffusion import check_choice
+from dream3d.interrupt import DeferredInterrupt
 
 
 @dataclass
@@ -37,11 +42,14 @@ class TrainConfig:
     lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: decays to 0 at the end
     seed: int = 0  # seeds the draws of samples, t and noise
     log_every: int = 10  # record a history row every this many steps
+    save_every: int = 0  # checkpoint every this many steps (0: only on Ctrl-C)
     progress: bool = True  # show a progress bar
 
     def __post_init__(self):
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.save_every < 0:
+            raise ValueError(f"save_every must be >= 0, got {self.save_every}")
         if self.batch < 1:
             raise ValueError(f"batch must be >= 1, got {self.batch}")
         if not self.lr > 0:
@@ -60,6 +68,46 @@ class NonFiniteError(RuntimeError):
     """The generator loss stopped being a finite number."""
 
 
+@dataclass
+class _State:
+    """What a checkpoint holds besides the generator, optimizer and guidance."""
+
+    rng: torch.Generator
+    step: int = 0  # steps done
+    history: list = field(default_factory=list)
+    elapsed: float = 0.0  # seconds of training before this process
+
+
+def save_checkpoint(path: Path, generator, opt, sched, guidance, state: _State) -> None:
+    """Everything resume needs, written atomically; loads with weights_only=True."""
+    blob = {
+        "generator": generator.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "guidance": guidance.state_dict(),
+        "rng": state.rng.get_state(),
+        "step": state.step,
+        "history": state.history,
+        "elapsed": state.elapsed,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(blob, path.with_suffix(".tmp"))
+    os.replace(path.with_suffix(".tmp"), path)
+
+
+def load_checkpoint(path: Path, generator, opt, sched, guidance, state: _State) -> None:
+    """Restore a ``save_checkpoint`` file into the objects, in place."""
+    if not path.is_file():
+        raise ValueError(f"cannot resume: no checkpoint at {path}")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    generator.load_state_dict(blob["generator"])
+    opt.load_state_dict(blob["optimizer"])
+    sched.load_state_dict(blob["scheduler"])
+    guidance.load_state_dict(blob["guidance"])
+    state.rng.set_state(blob["rng"])
+    state.step, state.history, state.elapsed = blob["step"], blob["history"], blob["elapsed"]
+
+
 def train(
     generator: torch.nn.Module,
     guidance,
@@ -67,32 +115,69 @@ def train(
     cond_fn: Callable[[Sample], torch.Tensor | None] | None = None,
     on_log: Callable[[int, dict], dict] | None = None,
     desc: str = "train",
+    checkpoint: Path | str | None = None,
+    resume: bool = False,
 ) -> list[dict]:
     """Train ``generator`` (with ``sample(n, generator) -> Sample``) under ``guidance``.
 
     ``cond_fn`` turns a sample into the teacher's conditioning; ``on_log(step, row)`` may add
-    metrics to a history row. Returns the history: one dict every ``log_every`` steps.
+    metrics to a history row. With ``checkpoint`` (a file path), state is saved there every
+    ``config.save_every`` steps, at the end and on Ctrl-C; ``resume`` starts from it.
+    Returns the history: one dict every ``log_every`` steps.
     """
-    rng = torch.Generator().manual_seed(config.seed)
     opt = torch.optim.Adam(generator.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(_lr_factor, config))
-    history: list[dict] = []
-    start = time.perf_counter()
-    bar = tqdm(range(config.steps), desc=desc, disable=not config.progress, leave=False)
-    for step in bar:
-        progress = step / max(config.steps - 1, 1)
-        sample = generator.sample(config.batch, rng)
-        cond = cond_fn(sample) if cond_fn else None
-        logs = guidance.update_fake(sample.x.detach(), cond, progress, rng)
-        loss, g_logs = guidance.loss(sample.x, cond, progress, rng)
-        if not math.isfinite(loss.item()):
-            raise NonFiniteError(f"non-finite generator loss at step {step}; lower the lr or clip")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        logs.update(g_logs, step=step, loss=loss.item(), time=time.perf_counter() - start)
-        if step % config.log_every == 0 or step == config.steps - 1:
-            history.append(on_log(step, logs) if on_log else logs)
-            bar.set_postfix(loss=f"{logs['loss']:.3g}", grad=f"{logs['grad_norm']:.3g}")
-    return history
+    state = _State(torch.Generator().manual_seed(config.seed))
+    path = Path(checkpoint) if checkpoint is not None else None
+    if resume:
+        if path is None:
+            raise ValueError("resume needs a checkpoint path")
+        load_checkpoint(path, generator, opt, sched, guidance, state)
+
+    def save():
+        if path is not None:
+            save_checkpoint(path, generator, opt, sched, guidance, state)
+
+    start = time.perf_counter() - state.elapsed
+    bar = tqdm(
+        total=config.steps, initial=state.step, desc=desc, disable=not config.progress, leave=False
+    )
+    with DeferredInterrupt() as stop:
+        while state.step < config.steps:
+            logs = _step(generator, guidance, config, opt, sched, cond_fn, state)
+            logs["time"] = state.elapsed = time.perf_counter() - start
+            step, state.step = state.step, state.step + 1
+            bar.update(1)
+            if step % config.log_every == 0 or state.step == config.steps:
+                state.history.append(on_log(step, logs) if on_log else logs)
+                bar.set_postfix(loss=f"{logs['loss']:.3g}", grad=f"{logs['grad_norm']:.3g}")
+            if stop.requested:
+                bar.close()
+                save()
+                raise KeyboardInterrupt
+            if config.save_every and state.step % config.save_every == 0:
+                save()
+    bar.close()
+    save()
+    return state.history
+
+
+def _step(generator, guidance, config, opt, sched, cond_fn, state: _State) -> dict:
+    """One Diff-Instruct step: sample, k fake-score steps, one generator step; its logs."""
+    step = state.step
+    progress = step / max(config.steps - 1, 1)
+    sample = generator.sample(config.batch, state.rng)
+    cond = cond_fn(sample) if cond_fn else None
+    logs = guidance.update_fake(sample.x.detach(), cond, progress, state.rng)
+    loss, g_logs = guidance.loss(sample.x, cond, progress, state.rng)
+    if not math.isfinite(loss.item()):
+        raise NonFiniteError(
+            f"non-finite generator loss at step {step}; lower the lr or clip "
+            "(the last checkpoint, if any, is kept)"
+        )
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    logs.update(g_logs, step=step, loss=loss.item())
+    return logs

@@ -113,3 +113,10 @@ class Guidance:
     def update_fake(self, x0, cond=None, progress: float = 0.0, generator=None) -> dict:
         """Fit the fake score to detached samples; SDS has none to fit."""
         return {}
+
+    def state_dict(self) -> dict:
+        """What a checkpoint needs to resume the guidance (the fitted fake score, if any)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore ``state_dict()``."""

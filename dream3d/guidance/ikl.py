@@ -76,3 +76,14 @@ class IKL(Guidance):
             loss.backward()
             self.opt.step()
         return {"fake_loss": loss.item()}
+
+    def state_dict(self) -> dict:
+        if self.opt is None:
+            return {}
+        return {"fake": self.fake.state_dict(), "opt": self.opt.state_dict(), "warm": self._warm}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.opt is not None:
+            self.fake.load_state_dict(state["fake"])
+            self.opt.load_state_dict(state["opt"])
+            self._warm = state["warm"]

@@ -51,3 +51,68 @@ def test_non_finite_loss_stops_with_a_clear_error():
 def test_bad_train_config(bad, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**bad)
+
+
+def _ikl_run(tmp_path, on_log=None, resume=False, steps=30):
+    torch.manual_seed(0)
+    gen = MLPGenerator(2, hidden=16)
+    guidance = make_guidance("ikl", gmm_preset("ring8"), dim=2, fake_hidden=16, fake_warmup=3)
+    config = TrainConfig(
+        steps=steps, batch=16, lr_schedule="cosine", log_every=1, save_every=10, progress=False
+    )
+    path = tmp_path / "checkpoint.pt"
+    history = train(gen, guidance, config, on_log=on_log, checkpoint=path, resume=resume)
+    return [{k: v for k, v in r.items() if k != "time"} for r in history], gen
+
+
+def test_resume_after_a_crash_or_ctrl_c_equals_the_uninterrupted_run(tmp_path):
+    import os
+    import signal
+
+    whole, gen = _ikl_run(tmp_path / "whole")
+
+    def crash(step, row):
+        if step == 14:
+            raise RuntimeError("power cut")
+        return row
+
+    with pytest.raises(RuntimeError, match="power cut"):
+        _ikl_run(tmp_path / "crash", on_log=crash)
+    ckpt = torch.load(tmp_path / "crash" / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 10  # the last periodic save
+    resumed, gen2 = _ikl_run(tmp_path / "crash", resume=True)
+
+    def ctrl_c(step, row):
+        if step == 21:
+            os.kill(os.getpid(), signal.SIGINT)  # DeferredInterrupt finishes the step, saves
+        return row
+
+    with pytest.raises(KeyboardInterrupt):
+        _ikl_run(tmp_path / "sigint", on_log=ctrl_c)
+    assert torch.load(tmp_path / "sigint" / "checkpoint.pt", weights_only=True)["step"] == 22
+    resumed3, gen3 = _ikl_run(tmp_path / "sigint", resume=True)
+    assert resumed == whole and resumed3 == whole and len(whole) == 30
+    for other in (gen2, gen3):
+        for a, b in zip(gen.parameters(), other.parameters()):
+            assert torch.equal(a, b)
+
+
+def test_a_nan_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    particle = Particles(torch.tensor([[1.0, 0.0]]))
+    guidance = make_guidance("sds", gmm_preset("ring8"), cfg_scale=1.0)
+    real = guidance.loss
+    calls = []
+
+    def loss(x0, *args):
+        calls.append(1)
+        value, logs = real(x0, *args)
+        return (value * float("nan") if len(calls) > 7 else value), logs
+
+    monkeypatch.setattr(guidance, "loss", loss)
+    config = TrainConfig(steps=20, batch=4, save_every=5, progress=False)
+    with pytest.raises(NonFiniteError, match="at step 7"):
+        train(particle, guidance, config, checkpoint=tmp_path / "c.pt")
+    ckpt = torch.load(tmp_path / "c.pt", weights_only=True)
+    assert ckpt["step"] == 5 and torch.isfinite(ckpt["generator"]["x"]).all()
+    with pytest.raises(ValueError, match="no checkpoint"):
+        train(particle, guidance, config, checkpoint=tmp_path / "none.pt", resume=True)
