@@ -1,0 +1,261 @@
+"""The NeRF field: a multiresolution hash grid, a small MLP, density and albedo.
+
+Points live in world space; the field covers the box ``[-bound, bound]^3`` (the toy world's
+objects sit inside the unit ball, so ``bound = 1``) and is empty outside it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+GridBackend = Literal["auto", "torch", "tcnn"]
+NormalMode = Literal["autograd", "finite"]
+Preset = Literal["auto", "cpu", "cuda"]
+
+PRIMES = (1, 2654435761, 805459861)  # Instant-NGP's spatial hash, one prime per axis
+
+
+@dataclass(frozen=True)
+class HashGridConfig:
+    """Multiresolution hash encoding (Müller et al. 2022, Instant-NGP)."""
+
+    levels: int = 8  # L, resolution levels
+    features: int = 2  # F, features per level
+    log2_table: int = 14  # log2 T, entries in each level's table
+    base_resolution: int = 16  # N_min, cells per axis of the coarsest level
+    max_resolution: int = 256  # N_max, cells per axis of the finest level
+    init_scale: float = 1e-4  # table entries start uniform in [-init_scale, init_scale]
+    backend: GridBackend = "auto"  # tcnn only where importable and on CUDA; else torch
+
+    @property
+    def growth(self) -> float:
+        """Per-level scale b = exp((ln N_max - ln N_min) / (L - 1)) (Instant-NGP eq. 3)."""
+        if self.levels == 1:
+            return 1.0
+        return math.exp(math.log(self.max_resolution / self.base_resolution) / (self.levels - 1))
+
+    def resolution(self, level: int) -> int:
+        """Cells per axis N_l = floor(N_min * b^l) (Instant-NGP eq. 2)."""
+        return math.floor(self.base_resolution * self.growth**level + 1e-6)
+
+
+class HashGrid(nn.Module):
+    """Pure-PyTorch hash encoding: points (N, 3) in [0, 1]^3 -> features (N, L * F).
+
+    Level l scales x by N_l and trilinearly interpolates the features stored at the 8 corners
+    of the cell around it. A level whose (N_l + 1)^3 vertices fit in its table is indexed
+    densely, i + j (N_l + 1) + k (N_l + 1)^2, so without collisions; finer levels hash
+    (i * p_1 xor j * p_2 xor k * p_3) mod T with Instant-NGP's primes (eq. 4).
+    """
+
+    def __init__(self, config: HashGridConfig = HashGridConfig()):
+        super().__init__()
+        self.config = config
+        size = (config.levels, 2**config.log2_table, config.features)
+        self.table = nn.Parameter((torch.rand(size) * 2 - 1) * config.init_scale)  # (L, T, F)
+        self.resolutions = [config.resolution(level) for level in range(config.levels)]
+        self.out_dim = config.levels * config.features
+
+    def dense(self, level: int) -> bool:
+        """Whether every vertex of ``level`` gets its own table entry."""
+        return (self.resolutions[level] + 1) ** 3 <= self.table.shape[1]
+
+    def index(self, i: torch.Tensor, j: torch.Tensor, k: torch.Tensor, level: int) -> torch.Tensor:
+        """Table rows of integer vertices (i, j, k) (broadcastable long tensors) at ``level``."""
+        if self.dense(level):
+            side = self.resolutions[level] + 1
+            return i + side * (j + side * k)
+        mask = self.table.shape[1] - 1  # T is a power of two: mod T is a bit mask
+        return (i * PRIMES[0] ^ j * PRIMES[1] ^ k * PRIMES[2]) & mask
+
+    def corners(self, x: torch.Tensor, level: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Table rows (N, 8) of the cell corners around points (N, 3) in [0, 1]^3 at ``level``,
+        and their trilinear weights (N, 8), prod_axis (frac or 1 - frac); they sum to 1."""
+        n = self.resolutions[level]
+        pos = x * n  # (N, 3) in cell units
+        cell = pos.detach().floor().clamp(0, n - 1)  # x = 1 falls in the last cell
+        frac = pos - cell  # (N, 3) in [0, 1]
+        cell = cell.long()
+        corner = torch.stack([cell, cell + 1], -1)  # (N, 3, 2): axis, low/high vertex
+        weight = torch.stack([1 - frac, frac], -1)  # (N, 3, 2)
+        i, j, k = corner[:, 0, :, None, None], corner[:, 1, None, :, None], corner[:, 2, None, None]
+        w = weight[:, 0, :, None, None] * weight[:, 1, None, :, None] * weight[:, 2, None, None]
+        return self.index(i, j, k, level).reshape(-1, 8), w.reshape(-1, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Features (N, L * F) of points (N, 3) in [0, 1]^3, levels coarse to fine."""
+        levels, size, features = self.table.shape
+        rows, weights = zip(*(self.corners(x, level) for level in range(levels)))
+        shift = torch.arange(levels, device=x.device)[:, None] * size  # level l's rows start at lT
+        rows = torch.stack(rows, 1) + shift  # (N, L, 8) rows of the flat (L T, F) table
+        feats = self.table.view(-1, features).index_select(0, rows.view(-1))  # one gather
+        feats = feats.view(-1, 8, features)  # (N L, 8, F)
+        w = torch.stack(weights, 1).view(-1, 1, 8)  # (N L, 1, 8)
+        return torch.bmm(w, feats).view(x.shape[0], -1)  # (N, L F): sum_c w_c feats_c
+
+
+class TcnnHashGrid(nn.Module):
+    """tiny-cuda-nn's fused hash grid with the same hyperparameters (CUDA only).
+
+    tcnn places its vertices half a cell differently, so values differ from ``HashGrid``'s
+    for the same table; the two are interchangeable, not identical.
+    """
+
+    def __init__(self, config: HashGridConfig, seed: int = 0):
+        super().__init__()
+        import tinycudann as tcnn
+
+        self.encoding = tcnn.Encoding(
+            3,
+            {
+                "otype": "HashGrid",
+                "n_levels": config.levels,
+                "n_features_per_level": config.features,
+                "log2_hashmap_size": config.log2_table,
+                "base_resolution": config.base_resolution,
+                "per_level_scale": config.growth,
+            },
+            seed=seed,
+        )
+        self.out_dim = config.levels * config.features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Features (N, L * F) of points (N, 3) in [0, 1]^3, as float32."""
+        return self.encoding(x).float()
+
+
+def grid_backend(backend: GridBackend, device: torch.device | str) -> Literal["torch", "tcnn"]:
+    """The backend to build: tcnn only when asked (or "auto") on CUDA with tinycudann importable."""
+    if backend == "torch" or torch.device(device).type != "cuda":
+        if backend == "tcnn":
+            raise ValueError("the tcnn hash grid needs a CUDA device")
+        return "torch"
+    try:
+        import tinycudann  # noqa: F401
+    except ImportError:
+        if backend == "tcnn":
+            raise
+        return "torch"
+    return "tcnn"
+
+
+@dataclass(frozen=True)
+class FieldConfig:
+    """Hash grid -> MLP -> (density, albedo); defaults are the CPU-small preset."""
+
+    grid: HashGridConfig = field(default_factory=HashGridConfig)  # positional encoding
+    hidden: int = 32  # MLP width
+    layers: int = 1  # hidden layers of the MLP
+    bound: float = 1.0  # the field covers [-bound, bound]^3; density is 0 outside
+    blob_density: float = 10.0  # Magic3D blob: pre-activation bias at the origin
+    blob_radius: float = 0.5  # where the blob bias crosses zero
+    normals: NormalMode = "autograd"  # -grad(density) by autograd or by central differences
+    normal_step: float = 1e-2  # central-difference step, world units ("finite" only)
+
+
+def field_preset(name: Preset = "auto", bound: float = 1.0) -> FieldConfig:
+    """``cpu``: 8 x 2 levels, 2^14 table, max res 256, MLP 32 wide.
+
+    ``cuda``: threestudio's 16 x 2 levels, 2^19 table, max res 2048 * bound, MLP 64 wide.
+    ``auto`` picks ``cuda`` when a CUDA device is present.
+    """
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return FieldConfig(bound=bound)
+    grid = HashGridConfig(levels=16, log2_table=19, max_resolution=round(2048 * bound))
+    return replace(FieldConfig(bound=bound), grid=grid, hidden=64)
+
+
+class NeRFField(nn.Module):
+    """Density and albedo of world points: sigma = softplus(mlp_0(enc(x)) + blob(x)).
+
+    Density activation: softplus, as Magic3D and threestudio; the blob bias
+    ``blob_density * (1 - |x| / blob_radius)`` (Magic3D's form of DreamFusion's density blob)
+    makes the initial field a soft ball at the origin. Albedo = sigmoid(mlp_{1:4}(enc(x))).
+    """
+
+    def __init__(self, config: FieldConfig = FieldConfig(), seed: int = 0, device="cpu"):
+        super().__init__()
+        self.config = config
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            if grid_backend(config.grid.backend, device) == "tcnn":
+                self.encoding = TcnnHashGrid(config.grid, seed)
+            else:
+                self.encoding = HashGrid(config.grid)
+            widths = [self.encoding.out_dim] + [config.hidden] * config.layers
+            layers = []
+            for a, b in zip(widths[:-1], widths[1:]):
+                layers += [nn.Linear(a, b), nn.ReLU()]
+            self.mlp = nn.Sequential(*layers, nn.Linear(widths[-1], 4))
+        self.to(device)
+
+    def raw(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pre-activation density (N,) with the blob bias, and albedo (N, 3) in (0, 1)."""
+        c = self.config
+        unit = (points / c.bound + 1).mul(0.5).clamp(0, 1)  # [-bound, bound]^3 -> [0, 1]^3
+        h = self.mlp(self.encoding(unit))  # (N, 4)
+        blob = c.blob_density * (1 - points.norm(dim=-1) / c.blob_radius)
+        return h[:, 0] + blob, torch.sigmoid(h[:, 1:])
+
+    def activate(self, raw: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        """Density (N,) = softplus(raw), zero outside the box [-bound, bound]^3."""
+        inside = (points.abs() <= self.config.bound).all(-1)
+        return torch.where(inside, F.softplus(raw), torch.zeros_like(raw))
+
+    def forward(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Density (N,) >= 0 and albedo (N, 3) of points (N, 3)."""
+        raw, albedo = self.raw(points)
+        return self.activate(raw, points), albedo
+
+    def density(self, points: torch.Tensor) -> torch.Tensor:
+        """Density (N,) of points (N, 3)."""
+        return self(points)[0]
+
+    def albedo(self, points: torch.Tensor) -> torch.Tensor:
+        """Albedo (N, 3) of points (N, 3)."""
+        return self(points)[1]
+
+    def normals(self, points: torch.Tensor, create_graph: bool | None = None) -> torch.Tensor:
+        """Unit normals (N, 3) = -grad sigma / |grad sigma| (see ``with_normals``)."""
+        return self.with_normals(points, create_graph)[2]
+
+    def with_normals(
+        self, points: torch.Tensor, create_graph: bool | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Density (N,), albedo (N, 3) and unit normals (N, 3) in one pass.
+
+        Normals are -grad / |grad| of the pre-activation density (softplus is increasing, so
+        the direction is the density's). ``create_graph`` (default: whether grad mode is on)
+        keeps the normals differentiable in the field's parameters, which shading and the
+        orientation loss need to shape geometry; "finite" normals always are.
+        """
+        if self.config.normals == "finite":
+            density, albedo = self(points)
+            return density, albedo, self.finite_normals(points)
+        outer = torch.is_grad_enabled()
+        create_graph = outer if create_graph is None else create_graph
+        with torch.enable_grad():
+            x = points.detach().requires_grad_(True)
+            raw, albedo = self.raw(x)
+            (grad,) = torch.autograd.grad(
+                raw.sum(), x, create_graph=create_graph, retain_graph=outer
+            )
+        density, normals = self.activate(raw, x), -F.normalize(grad, dim=-1)
+        if not outer:
+            return density.detach(), albedo.detach(), normals.detach()
+        return density, albedo, normals
+
+    def finite_normals(self, points: torch.Tensor) -> torch.Tensor:
+        """Unit normals (N, 3) from central differences of the raw density, step normal_step."""
+        offsets = torch.eye(3, device=points.device) * self.config.normal_step  # (3, 3)
+        probe = torch.cat([points[:, None] + offsets, points[:, None] - offsets], 1)  # (N, 6, 3)
+        raw = self.raw(probe.reshape(-1, 3))[0].reshape(-1, 2, 3)
+        return -F.normalize(raw[:, 0] - raw[:, 1], dim=-1)

@@ -1,0 +1,442 @@
+"""Volume rendering of a NeRF field: ray bounds, stratified samples, compositing, shading.
+
+Pure functions in the style of nerfacc: the field enters as a callable
+``field_fn(points (N, 3)) -> (density (N,), albedo (N, 3)[, normals (N, 3)])``. Three paths
+compute the same quadrature (Max 1995; Mildenhall et al. 2020, eq. 3):
+
+    alpha_i = 1 - exp(-sigma_i delta_i),  T_i = prod_{j<i} (1 - alpha_j),  w_i = T_i alpha_i,
+    rgb = sum_i w_i c_i + (1 - sum_i w_i) * background.
+
+``torch``: (R, S) tensors, everywhere; the reference. ``nerfacc`` without an estimator:
+nerfacc's batched (R, S) functions, CPU or CUDA. ``nerfacc`` with an ``OccGridEstimator`` on
+CUDA: occupancy-grid ray marching and packed rendering (nerfacc's packed ops are CUDA-only).
+nerfacc is optional and imported on first use.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from dream3d.cameras import Cameras
+from dream3d.diffusion import append_dims
+
+Backend = Literal["auto", "torch", "nerfacc"]
+Bounds = Literal["sphere", "box"]
+Shading = Literal["albedo", "lambertian", "textureless"]
+FieldFn = Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
+
+SHADINGS = ("albedo", "lambertian", "textureless")
+
+
+@dataclass(frozen=True)
+class ShadingConfig:
+    """DreamFusion's shading: one directional light plus ambient; random modes after warm-up."""
+
+    light: tuple[float, float, float] = (0.5, 0.35, 0.8)  # towards the light; scenes/render.py
+    ambient: float = 0.4  # shade = albedo (ambient + (1 - ambient) max(0, n.l)); scenes/render.py
+    warmup: int = 1000  # steps of albedo-only shading first (threestudio: ambient_only_steps)
+    albedo_prob: float = 0.25  # after warm-up (threestudio: 1 - diffuse_prob 0.75)
+    textureless_prob: float = 0.5  # of the shaded rest; lambertian otherwise (threestudio)
+
+
+@dataclass(frozen=True)
+class OccGridConfig:
+    """nerfacc's ``OccGridEstimator`` for the CUDA packed path (Instant-NGP's occupancy grid)."""
+
+    resolution: int = 64  # cells per axis over [-radius, radius]^3
+    every: int = 16  # update the grid every n training steps
+    threshold: float = 0.01  # cells with occupancy (density x step) below this are skipped
+    alpha_threshold: float = 0.0  # drop marched samples with alpha below this
+    early_stop_eps: float = 1e-4  # stop marching once transmittance is below this
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """Ray sampling and compositing."""
+
+    samples: int = 64  # S, stratified samples per ray (packed path: step = 2 radius / S)
+    radius: float = 1.0  # rays are sampled where they cross the scene bounds (the field's bound)
+    bounds: Bounds = "sphere"  # the ball |x| <= radius, or the box [-radius, radius]^3
+    jitter: bool = True  # a random point in each bin (training); False: bin midpoints
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0)  # scenes/catalogue.py BACKGROUND
+    backend: Backend = "auto"  # nerfacc where importable, else torch
+    chunk: int = 2048  # rays per field call in render_image
+    shading: ShadingConfig = field(default_factory=ShadingConfig)  # light and shading modes
+    grid: OccGridConfig = field(default_factory=OccGridConfig)  # CUDA occupancy grid
+
+
+@functools.cache
+def _nerfacc():
+    """The nerfacc module, or None where it is not installed (imported once, on first use)."""
+    try:
+        import nerfacc
+    except ImportError:
+        return None
+    return nerfacc
+
+
+def resolve_backend(backend: Backend) -> Literal["torch", "nerfacc"]:
+    """``auto`` -> nerfacc if importable, else torch; ``nerfacc`` must be importable."""
+    if backend == "torch":
+        return "torch"
+    if _nerfacc() is None:
+        if backend == "nerfacc":
+            raise ImportError("backend 'nerfacc' needs `pip install nerfacc==0.5.3`")
+        return "torch"
+    return "nerfacc"
+
+
+# ----------------------------------------------------------------------------- ray sampling
+
+
+def ray_sphere(
+    origins: torch.Tensor, dirs: torch.Tensor, radius: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where rays (R, 3), unit dirs (R, 3), enter and leave |x| <= radius: near, far (R,).
+
+    Solves |o + t d|^2 = r^2; near is clamped to >= 0; a miss gives near = far = 0.
+    """
+    b = (origins * dirs).sum(-1)
+    disc = b * b - (origins * origins).sum(-1) + radius**2
+    root = disc.clamp(min=0).sqrt()
+    near, far = (-b - root).clamp(min=0), (-b + root).clamp(min=0)
+    hit = (disc > 0) & (far > near)
+    return torch.where(hit, near, 0.0), torch.where(hit, far, 0.0)
+
+
+def ray_box(
+    origins: torch.Tensor, dirs: torch.Tensor, half: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where rays (R, 3) enter and leave [-half, half]^3 (slab method): near, far (R,)."""
+    inv = 1 / torch.where(dirs.abs() < 1e-9, torch.full_like(dirs, 1e-9), dirs)
+    t0, t1 = (-half - origins) * inv, (half - origins) * inv
+    near = torch.minimum(t0, t1).amax(-1).clamp(min=0)
+    far = torch.maximum(t0, t1).amin(-1).clamp(min=0)
+    hit = far > near
+    return torch.where(hit, near, 0.0), torch.where(hit, far, 0.0)
+
+
+def march_step(config: RenderConfig) -> float:
+    """The packed path's step along rays, 2 radius / S (the batched bins are (far - near) / S)."""
+    return 2 * config.radius / config.samples
+
+
+def ray_bounds(origins, dirs, config: RenderConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """near, far (R,) of rays (R, 3) in the configured scene bounds."""
+    if config.bounds == "box":
+        return ray_box(origins, dirs, config.radius)
+    return ray_sphere(origins, dirs, config.radius)
+
+
+def stratified_samples(
+    near: torch.Tensor,
+    far: torch.Tensor,
+    samples: int,
+    jitter: bool = True,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """S equal bins of [near, far] per ray and one point in each: t_starts, t_ends, t (R, S).
+
+    Bin i is [near + i delta, near + (i + 1) delta], delta = (far - near) / S; the point is
+    near + (i + u_i) delta with u_i ~ U[0, 1) from ``generator`` (u = 1/2 without jitter).
+    """
+    r = near.shape[0]
+    edges = torch.linspace(0, 1, samples + 1, device=near.device)  # (S + 1,)
+    if jitter:
+        device = generator.device if generator is not None else near.device
+        u = torch.rand(r, samples, generator=generator, device=device).to(near.device)
+    else:
+        u = torch.full((r, samples), 0.5, device=near.device)
+    span = (far - near)[:, None]  # (R, 1)
+    t_starts, t_ends = near[:, None] + edges[:-1] * span, near[:, None] + edges[1:] * span
+    t = near[:, None] + (torch.arange(samples, device=near.device) + u) / samples * span
+    return t_starts, t_ends, t
+
+
+# ------------------------------------------------------------------------- compositing maths
+
+
+def volume_weights(
+    sigmas: torch.Tensor, deltas: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Weights, transmittance and alphas, each (R, S), from densities and bin lengths (R, S).
+
+    alpha_i = 1 - exp(-sigma_i delta_i); T_i = exp(-sum_{j<i} sigma_j delta_j)
+    = prod_{j<i} (1 - alpha_j); w_i = T_i alpha_i.
+    """
+    tau = sigmas * deltas  # (R, S) optical depth of each bin
+    alphas = 1 - torch.exp(-tau)
+    before = torch.cumsum(tau, -1) - tau  # exclusive prefix sum
+    trans = torch.exp(-before)
+    return trans * alphas, trans, alphas
+
+
+def composite(weights: torch.Tensor, values: torch.Tensor | None = None) -> torch.Tensor:
+    """sum_i w_i v_i: weights (R, S), values (R, S, C) -> (R, C); no values: (R, 1) opacity."""
+    if values is None:
+        return weights.sum(-1, keepdim=True)
+    return (weights[..., None] * values).sum(-2)
+
+
+# ---------------------------------------------------------------------------------- shading
+
+
+def shade(
+    albedo: torch.Tensor,
+    normals: torch.Tensor | None,
+    mode: Shading,
+    config: ShadingConfig = ShadingConfig(),
+) -> torch.Tensor:
+    """Colours (..., 3) of points with albedo and unit normals (..., 3) (DreamFusion sec. 3.1).
+
+    albedo: rho; lambertian: rho (a + (1 - a) max(0, n.l)); textureless: the same with rho = 1.
+    """
+    if mode == "albedo":
+        return albedo
+    if normals is None:
+        raise ValueError(f"{mode!r} shading needs normals from the field function")
+    light = F.normalize(torch.tensor(config.light, device=normals.device), dim=0)
+    diffuse = (normals @ light).clamp(min=0)[..., None]  # (..., 1)
+    light_term = config.ambient + (1 - config.ambient) * diffuse
+    if mode == "textureless":
+        return light_term.expand_as(normals)
+    if mode == "lambertian":
+        return albedo * light_term
+    raise ValueError(f"unknown shading {mode!r}; choose one of: {', '.join(SHADINGS)}")
+
+
+def pick_shading(
+    step: int, config: ShadingConfig = ShadingConfig(), generator: torch.Generator | None = None
+) -> Shading:
+    """Albedo during warm-up; then albedo w.p. albedo_prob, else textureless or lambertian."""
+    if step < config.warmup:
+        return "albedo"
+    u = torch.rand(2, generator=generator)
+    if u[0] < config.albedo_prob:
+        return "albedo"
+    return "textureless" if u[1] < config.textureless_prob else "lambertian"
+
+
+def needs_normals(shading: Shading) -> bool:
+    """Whether ``shading`` uses normals."""
+    return shading != "albedo"
+
+
+# -------------------------------------------------------------------------------- rendering
+
+
+def _outputs(accumulate, weights, t, fields, dirs, shading, config) -> dict[str, torch.Tensor]:
+    """Per-ray rgb (R, 3), opacity, depth (R,), [normals (R, 3), orientation (R,)], weights.
+
+    ``fields`` holds the field's per-sample outputs, ``dirs`` each sample's ray direction and
+    ``accumulate(weights, values)`` sums along rays (batched or packed).
+    """
+    _, albedo, *rest = fields  # density enters through the weights
+    normals = rest[0] if rest else None
+    out = {
+        "rgb": accumulate(weights, shade(albedo, normals, shading, config.shading)),
+        "opacity": accumulate(weights, None)[:, 0],
+        "depth": accumulate(weights, t[..., None])[:, 0],
+        "weights": weights,
+    }
+    if normals is not None:
+        facing = (normals * dirs).sum(-1).clamp(min=0) ** 2  # max(0, n.d)^2
+        out["normals"] = accumulate(weights, normals)
+        out["orientation"] = accumulate(weights.detach(), facing[..., None])[:, 0]
+    return out
+
+
+def _render_batched(field_fn, origins, dirs, config, shading, generator, backend):
+    """Stratified (R, S) samples through the field; the torch or nerfacc batched maths."""
+    r, s = origins.shape[0], config.samples
+    near, far = ray_bounds(origins, dirs, config)
+    t_starts, t_ends, t = stratified_samples(near, far, s, config.jitter, generator)
+    points = origins[:, None] + t[..., None] * dirs[:, None]  # (R, S, 3)
+    fields = [f.reshape(r, s, *f.shape[1:]) for f in field_fn(points.reshape(-1, 3))]
+    if backend == "nerfacc":
+        weights = _nerfacc().render_weight_from_density(t_starts, t_ends, fields[0])[0]
+        accumulate = _nerfacc().accumulate_along_rays
+    else:
+        weights, accumulate = volume_weights(fields[0], t_ends - t_starts)[0], composite
+    return _outputs(accumulate, weights, t, fields, dirs[:, None], shading, config)
+
+
+def _render_packed(field_fn, density_fn, origins, dirs, config, shading, estimator):
+    """Occupancy-grid marching and packed rendering (CUDA); weights are per sample (N,)."""
+    nerfacc, r = _nerfacc(), origins.shape[0]
+    near, far = ray_bounds(origins, dirs, config)
+
+    def sigma_fn(t_starts, t_ends, rays):
+        return density_fn(origins[rays] + dirs[rays] * ((t_starts + t_ends) / 2)[:, None])
+
+    with torch.no_grad():
+        rays, t_starts, t_ends = estimator.sampling(
+            origins,
+            dirs,
+            sigma_fn=sigma_fn,
+            t_min=near,
+            t_max=far,
+            render_step_size=march_step(config),
+            early_stop_eps=config.grid.early_stop_eps,
+            alpha_thre=config.grid.alpha_threshold,
+            stratified=config.jitter,
+        )
+    t = (t_starts + t_ends) / 2  # (N,)
+    fields = field_fn(origins[rays] + dirs[rays] * t[:, None])
+    weights = nerfacc.render_weight_from_density(
+        t_starts, t_ends, fields[0], ray_indices=rays, n_rays=r
+    )[0]
+    accumulate = functools.partial(nerfacc.accumulate_along_rays, ray_indices=rays, n_rays=r)
+    return _outputs(accumulate, weights, t, fields, dirs[rays], shading, config)
+
+
+def render_rays(
+    field_fn: FieldFn,
+    origins: torch.Tensor,
+    dirs: torch.Tensor,
+    config: RenderConfig = RenderConfig(),
+    shading: Shading = "albedo",
+    background: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    estimator=None,
+    density_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Render rays (R, 3), unit dirs (R, 3): rgb (R, 3), opacity (R,), depth (R,), weights.
+
+    With normals from ``field_fn`` also normals (R, 3) (sum_i w_i n_i) and orientation (R,)
+    (sum_i stopgrad(w_i) max(0, n_i . d)^2, Ref-NeRF's orientation term as in DreamFusion).
+    Depth is sum_i w_i t_i (not divided by opacity). ``background``: (3,) or (R, 3), default
+    ``config.background``. An nerfacc ``OccGridEstimator`` (``occupancy_grid``) on CUDA rays
+    selects the packed path; ``density_fn`` (default ``field_fn(x)[0]``) drives its marching,
+    whose jitter comes from torch's global CUDA RNG, not ``generator``.
+    """
+    backend = resolve_backend(config.backend)
+    if estimator is not None and backend == "nerfacc" and origins.is_cuda:
+        density_fn = density_fn or (lambda x: field_fn(x)[0])
+        out = _render_packed(field_fn, density_fn, origins, dirs, config, shading, estimator)
+    else:
+        out = _render_batched(field_fn, origins, dirs, config, shading, generator, backend)
+    if background is None:
+        background = torch.tensor(config.background, device=origins.device)
+    out["rgb"] = out["rgb"] + (1 - append_dims(out["opacity"], 2)) * background
+    return out
+
+
+def ray_background(background: torch.Tensor | None, size: int) -> torch.Tensor | None:
+    """None and (3,) stay; (B, 3) colours and (B, 3, H, W) images -> one colour per ray."""
+    if background is None or background.dim() == 1:
+        return background
+    if background.dim() == 2:
+        background = background[..., None, None].expand(-1, -1, size, size)
+    return background.permute(0, 2, 3, 1).reshape(-1, 3)  # (B H W, 3)
+
+
+def render_image(
+    field,
+    cameras: Cameras,
+    size: int,
+    config: RenderConfig = RenderConfig(),
+    shading: Shading = "albedo",
+    generator: torch.Generator | None = None,
+    normals: bool | None = None,
+    estimator=None,
+    background: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """Render a ``NeRFField`` from cameras: rgb (B, 3, H, W) in [0, 1], opacity and depth
+    (B, 1, H, W); with normals also normals (B, 3, H, W) and orientation (B, 1, H, W).
+
+    ``normals`` (default: what ``shading`` needs) asks the field for normals; ``background``
+    is (3,), one colour per view (B, 3) or an image per view (B, 3, H, W), default
+    ``config.background``; rays go through the field ``config.chunk`` at a time.
+    """
+    device = next(field.parameters()).device
+    origins, dirs = (x.reshape(-1, 3).to(device) for x in cameras.rays(size))  # (B H W, 3)
+    background = ray_background(background, size)
+    if background is None or background.dim() == 1:
+        backgrounds = itertools.repeat(background)
+    else:
+        backgrounds = background.to(device).split(config.chunk)
+    with_normals = needs_normals(shading) if normals is None else normals
+    field_fn = field.with_normals if with_normals else field
+    chunks = [
+        render_rays(field_fn, o, d, config, shading, bg, generator, estimator, field.density)
+        for o, d, bg in zip(origins.split(config.chunk), dirs.split(config.chunk), backgrounds)
+    ]
+    b = len(cameras)
+    images = {}
+    for key in ("rgb", "opacity", "depth", "normals", "orientation"):
+        if key in chunks[0]:
+            x = torch.cat([c[key] for c in chunks]).reshape(b, size, size, -1)
+            images[key] = x.permute(0, 3, 1, 2).contiguous()  # (B, C, H, W)
+    images["rgb"] = images["rgb"].clamp(0, 1)
+    return images
+
+
+# ---------------------------------------------------------------------- occupancy grid (CUDA)
+
+
+def occupancy_grid(config: RenderConfig = RenderConfig(), device="cuda"):
+    """An nerfacc ``OccGridEstimator`` over [-radius, radius]^3, all cells empty until updated."""
+    r = config.radius
+    aabb = torch.tensor([-r, -r, -r, r, r, r])
+    return _nerfacc().OccGridEstimator(aabb, resolution=config.grid.resolution).to(device)
+
+
+def update_occupancy_grid(
+    estimator, density_fn: Callable, step: int, config: RenderConfig = RenderConfig()
+) -> None:
+    """Every ``grid.every`` steps, EMA-update cell occupancies with density x step size."""
+    step_size = march_step(config)
+    estimator.train()
+    estimator.update_every_n_steps(
+        step,
+        occ_eval_fn=lambda x: density_fn(x) * step_size,
+        occ_thre=config.grid.threshold,
+        n=config.grid.every,
+    )
+
+
+# ----------------------------------------------------------------------------- regularisers
+
+
+@dataclass(frozen=True)
+class RegulariserConfig:
+    """Weights of the NeRF regularisers (defaults: threestudio's DreamFusion config)."""
+
+    sparsity: float = 1.0  # sqrt(opacity^2 + 0.01) (DreamFusion / Dream Fields opacity penalty)
+    opaque: float = 0.0  # binary entropy of opacity: pushes it to 0 or 1
+    orient: float = 10.0  # orientation loss (threestudio ramps it 10 -> 1000 over 5000 steps)
+
+
+def sparsity_loss(opacity: torch.Tensor) -> torch.Tensor:
+    """mean sqrt(opacity^2 + 0.01) over rays: penalises foreground coverage (DreamFusion)."""
+    return (opacity**2 + 0.01).sqrt().mean()
+
+
+def opaque_loss(opacity: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Mean binary entropy -a log a - (1 - a) log(1 - a) of the opacity, clamped to [eps, 1-eps]."""
+    a = opacity.clamp(eps, 1 - eps)
+    return -(a * a.log() + (1 - a) * (1 - a).log()).mean()
+
+
+def orientation_loss(orientation: torch.Tensor) -> torch.Tensor:
+    """Mean over rays of sum_i stopgrad(w_i) max(0, n_i . d)^2 (Ref-NeRF; DreamFusion)."""
+    return orientation.mean()
+
+
+def regularisers(
+    out: dict[str, torch.Tensor], config: RegulariserConfig = RegulariserConfig()
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Weighted sum of the regularisers of a render's output, and each term for logging."""
+    terms = {"sparsity": sparsity_loss(out["opacity"]), "opaque": opaque_loss(out["opacity"])}
+    if "orientation" in out:
+        terms["orient"] = orientation_loss(out["orientation"])
+    loss = sum(getattr(config, name) * value for name, value in terms.items())
+    return loss, {name: value.item() for name, value in terms.items()}

@@ -1,0 +1,122 @@
+import pytest
+import torch
+
+from generators.nerf.field import (
+    PRIMES,
+    FieldConfig,
+    HashGrid,
+    HashGridConfig,
+    NeRFField,
+    field_preset,
+    grid_backend,
+)
+
+
+def test_level_resolutions_follow_instant_ngp():
+    cpu, cuda = HashGridConfig(), field_preset("cuda").grid
+    assert cpu.growth == pytest.approx((256 / 16) ** (1 / 7))
+    assert [cpu.resolution(level) for level in (0, 1, 7)] == [16, 23, 256]
+    assert (cuda.levels, cuda.features, cuda.log2_table) == (16, 2, 19)
+    assert cuda.growth == pytest.approx(128 ** (1 / 15)) and cuda.resolution(15) == 2048
+    assert field_preset("cuda", bound=2.0).grid.max_resolution == 4096
+
+
+def test_hash_grid_shape_init_and_seed():
+    torch.manual_seed(0)
+    a = HashGrid()
+    torch.manual_seed(0)
+    b = HashGrid()
+    x = torch.rand(50, 3)
+    assert a.table.shape == (8, 2**14, 2) and a.table.abs().max() <= 1e-4
+    assert a(x).shape == (50, 16) and torch.equal(a(x), b(x))
+    assert not torch.equal(NeRFField(seed=0)(x)[0], NeRFField(seed=1)(x)[0])
+    assert torch.equal(NeRFField(seed=3)(x)[1], NeRFField(seed=3)(x)[1])
+
+
+def test_coarse_levels_are_dense_without_collisions():
+    grid = HashGrid()
+    assert grid.dense(0) and grid.dense(1) and not grid.dense(2)  # 17^3, 24^3 <= 2^14 < 35^3
+    for level in (0, 1):
+        side = grid.resolutions[level] + 1
+        v = torch.arange(side)
+        i, j, k = torch.meshgrid(v, v, v, indexing="ij")
+        rows = grid.index(i, j, k, level)
+        assert rows.unique().numel() == side**3 and rows.max() < 2**14
+    # finer levels hash (i p1 xor j p2 xor k p3) mod T with Instant-NGP's primes; by hand,
+    # the low 14 bits of p2 = 0x9E3779B1 and p3 = 0x30025795 are 0x39B1 and 0x1795
+    one = torch.tensor(1)
+    assert PRIMES == (1, 0x9E3779B1, 0x30025795)
+    assert grid.index(one, one, one, 7) == 0x39B1 ^ 0x1795 ^ 1 == 11813
+
+
+def test_interpolation_hits_vertices_and_is_continuous():
+    torch.manual_seed(0)
+    grid = HashGrid()
+    with torch.no_grad():
+        grid.table.uniform_(-1, 1)
+    n = grid.resolutions[3]
+    vertex = torch.tensor([[3, 7, 5]])
+    rows = grid.index(vertex[:, 0], vertex[:, 1], vertex[:, 2], 3)
+    feats = grid(vertex / n).view(1, 8, 2)[:, 3]
+    assert torch.allclose(feats, grid.table[3, rows], atol=1e-6)
+    # either side of a cell face, and a small step anywhere: values move by <= N_l |dx| |df|
+    face = torch.tensor([[5 / n, 0.3, 0.6]])
+    eps = torch.tensor([[1e-6, 0, 0]])
+    assert (grid(face + eps) - grid(face - eps)).abs().max() < 1e-3
+    x = torch.rand(200, 3) * 0.99
+    step = 1e-5 * torch.nn.functional.normalize(torch.randn(200, 3), dim=-1)
+    bound = 2 * 256 * 3 * 1e-5  # |df| <= 2, N_max = 256, |dx|_1 <= sqrt(3) |dx|
+    assert (grid(x + step) - grid(x)).abs().max() < bound
+
+
+def test_gradient_reaches_the_table_with_trilinear_weights():
+    grid = HashGrid()
+    grid(torch.tensor([[0.31, 0.52, 0.77]])).sum().backward()
+    g = grid.table.grad  # (L, T, F): each level's 8 corner weights sum to 1
+    assert torch.allclose(g.sum(1), torch.ones(8, 2))
+    assert ((g[..., 0] != 0).sum(1) == 8).all()
+
+
+def test_initial_field_is_a_blob():
+    field = NeRFField()
+    axes = torch.cat([torch.eye(3), -torch.eye(3)])
+    with torch.no_grad():
+        centre = field.density(torch.zeros(1, 3))
+        edge = field.density(0.9 * axes)
+        outside = field.density(1.1 * axes)
+    assert centre.item() == pytest.approx(10.0, abs=0.5)  # softplus(10 + small MLP output)
+    assert (edge < 1e-2).all() and (outside == 0).all()
+    assert field.albedo(torch.zeros(4, 3)).shape == (4, 3)
+
+
+@pytest.mark.parametrize("mode", ["autograd", "finite"])
+def test_blob_normals_point_outward(mode):
+    field = NeRFField(FieldConfig(normals=mode))
+    x = 0.3 * torch.nn.functional.normalize(
+        torch.randn(64, 3, generator=torch.Generator().manual_seed(0)), dim=-1
+    )
+    normals = field.normals(x)
+    assert torch.allclose(normals.norm(dim=-1), torch.ones(64), atol=1e-5)
+    assert ((normals * x / 0.3).sum(-1) > 0.9).all()
+
+
+def test_autograd_normals_graph_follows_grad_mode():
+    field = NeRFField()
+    x = torch.rand(16, 3) - 0.5
+    density, albedo, normals = field.with_normals(x)  # grad mode on: differentiable normals
+    normals.sum().backward()
+    assert field.mlp[0].weight.grad.abs().sum() > 0
+    assert torch.allclose(density, field.density(x)) and torch.allclose(albedo, field.albedo(x))
+    with torch.no_grad():
+        assert not any(t.requires_grad for t in field.with_normals(x))
+    finite = NeRFField(FieldConfig(normals="finite")).normals(x)
+    assert ((finite * field.normals(x)).sum(-1) > 0.999).all()
+
+
+def test_backend_choice():
+    assert grid_backend("auto", "cpu") == "torch" and grid_backend("torch", "cpu") == "torch"
+    with pytest.raises(ValueError, match="CUDA"):
+        grid_backend("tcnn", "cpu")
+    assert isinstance(
+        NeRFField(FieldConfig(grid=HashGridConfig(backend="auto"))).encoding, HashGrid
+    )
