@@ -26,10 +26,16 @@ from dream3d.interrupt import DeferredInterrupt
 
 @dataclass
 class Sample:
-    """A batch from a generator: ``x`` (B, ...) and what the guidance's conditioning needs."""
+    """A batch from a generator: ``x`` (B, ...) and what the guidance's conditioning needs.
+
+    ``aux_loss`` is the generator's own term (a NeRF's regularisers), added to the guidance
+    loss; ``aux_logs`` go into the history row.
+    """
 
     x: torch.Tensor
     info: dict[str, Any] = field(default_factory=dict)
+    aux_loss: torch.Tensor | None = None
+    aux_logs: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -175,9 +181,11 @@ def _step(generator, guidance, config, opt, sched, cond_fn, state: _State) -> di
             f"non-finite generator loss at step {step}; lower the lr or clip "
             "(the last checkpoint, if any, is kept)"
         )
+    if sample.aux_loss is not None:
+        loss = loss + sample.aux_loss
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
     sched.step()
-    logs.update(g_logs, step=step, loss=loss.item())
+    logs.update(g_logs, **sample.aux_logs, step=step, loss=loss.item())
     return logs

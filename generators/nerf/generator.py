@@ -1,0 +1,73 @@
+"""A NeRF as a generator: each sample is a render from a random camera of the toy world.
+
+It plugs into dream3d.train like particles and one-step generators: ``sample(n, generator)``
+draws n cameras from the one camera distribution (dream3d.cameras), picks DreamFusion's
+shading for the step, renders (n, 3, size, size) images in [-1, 1] and returns the
+regularisers as the sample's ``aux_loss``. ``info["views"]`` holds each camera's view
+caption word (front / side / back / overhead) for the prompt's view-dependent conditioning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from dream3d.cameras import CameraConfig, Cameras, sample_cameras
+from dream3d.train import Sample
+from generators.nerf.field import FieldConfig, NeRFField, field_preset
+from generators.nerf.render import (
+    RegulariserConfig,
+    RenderConfig,
+    pick_shading,
+    regularisers,
+    render_image,
+)
+
+
+@dataclass
+class NeRFConfig:
+    """The field, how it is rendered for the teacher, and its regularisers."""
+
+    size: int = 32  # rendered image side: the teacher's resolution
+    field: FieldConfig = dataclasses.field(
+        default_factory=lambda: field_preset("auto")
+    )  # hash grid + MLP
+    render: RenderConfig = dataclasses.field(
+        default_factory=RenderConfig
+    )  # samples per ray, shading
+    cameras: CameraConfig = dataclasses.field(
+        default_factory=CameraConfig
+    )  # the toy world's cameras
+    reg: RegulariserConfig = dataclasses.field(
+        default_factory=RegulariserConfig
+    )  # opacity, orientation
+
+
+class NeRFGenerator(nn.Module):
+    """Renders of a ``NeRFField``; counts its own steps (a buffer, so checkpoints keep it)."""
+
+    def __init__(self, config: NeRFConfig | None = None, seed: int = 0, device="cpu"):
+        super().__init__()
+        self.config = config or NeRFConfig()
+        self.field = NeRFField(self.config.field, seed, device)
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long, device=device))
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Sample:
+        """n renders (n, 3, size, size) in [-1, 1] with their cameras, views and shading."""
+        c = self.config
+        cameras = sample_cameras(n, generator, c.cameras)
+        shading = pick_shading(int(self.steps), c.render.shading, generator)
+        out = render_image(self.field, cameras, c.size, c.render, shading, generator)
+        reg, logs = regularisers(out, c.reg)
+        self.steps += 1
+        info = {"cameras": cameras, "views": cameras.views(c.cameras), "shading": shading}
+        return Sample(out["rgb"] * 2 - 1, info, aux_loss=reg, aux_logs=logs)
+
+    @torch.no_grad()
+    def render(self, cameras: Cameras, size: int, shading="albedo") -> dict[str, torch.Tensor]:
+        """Deterministic renders (bin midpoints) for views, videos and metrics."""
+        config = replace(self.config.render, jitter=False)
+        return render_image(self.field, cameras, size, config, shading)

@@ -1,0 +1,56 @@
+import torch
+
+from dream3d.cameras import sample_cameras
+from scenes.catalogue import COLOURS
+from scenes.score import (
+    best_variant,
+    colour_error,
+    grid_points,
+    iou,
+    nearest_colour,
+    occupancy_iou,
+    occupied,
+    silhouette_iou,
+)
+from scenes.truth import occupancy, silhouette
+
+
+def test_iou_by_hand():
+    a = torch.tensor([1, 1, 0, 0], dtype=torch.bool)
+    b = torch.tensor([1, 0, 1, 0], dtype=torch.bool)
+    assert iou(a, b) == 1 / 3 and iou(a, a) == 1.0 and iou(a & ~a, a & ~a) == 1.0
+
+
+def test_a_ball_density_scores_the_sphere_and_not_the_cube():
+    points = grid_points(40)
+    assert points.shape == (64000, 3) and points.abs().max() < 1
+
+    def ball(r):
+        return lambda p: 50.0 * (p.norm(dim=-1) < r).float()
+
+    inside = occupied(ball(0.7), points, threshold=10.0)
+    assert occupancy_iou(inside, "sphere", points) > 0.97  # catalogue sphere: radius 0.7
+    smaller = occupied(ball(0.6), points, threshold=10.0)
+    expect = 0.6**3 / 0.7**3  # nested balls: IoU is the volume ratio
+    assert abs(occupancy_iou(smaller, "sphere", points) - expect) < 0.03
+    assert occupancy_iou(inside, "cube", points) < 0.75
+
+
+def test_best_variant_finds_the_chair_a_field_was_made_of():
+    points = grid_points(32)
+    for variant in ("chair-plain", "chair-arms", "chair-tall"):
+        name, score = best_variant(occupancy(variant, points), points, "chair")
+        assert name == variant and score == 1.0
+
+
+def test_silhouette_iou_of_the_true_masks_is_one_and_of_a_ball_is_less():
+    cams = sample_cameras(4, torch.Generator().manual_seed(0))
+    truth = silhouette("chair-arms", cams, 24).float()
+    assert silhouette_iou(truth, "chair-arms", cams) == 1.0
+    assert silhouette_iou(silhouette("sphere", cams, 24).float(), "chair-arms", cams) < 0.8
+
+
+def test_colours():
+    assert nearest_colour(COLOURS["red"]) == "red"
+    assert nearest_colour((0.8, 0.2, 0.15)) == "red"
+    assert colour_error(COLOURS["blue"], "blue") < 1e-6
