@@ -63,6 +63,51 @@ def _lab_parser(sub) -> None:
     lab.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _run_parser(sub) -> None:
+    run = sub.add_parser(
+        "run",
+        help="train a NeRF from a prompt with SDS or IKL; views, video, mesh and scores",
+        description="Trains a NeRF on the embedded teacher and writes config.yaml, metrics.json, "
+        "progress.png, views.png, turntable.mp4/.gif and mesh.glb/.obj/.ply into --out. "
+        "Settings not given come from the preset (scenes/presets/*.yaml).",
+    )
+    run.add_argument("--prompt", required=True, help='e.g. "a chair" or "a red chair"')
+    run.add_argument("--guidance", choices=sorted(GUIDANCES), help="default ikl")
+    run.add_argument("--teacher", choices=["tiny", "oracle"], help="default tiny (shipped)")
+    run.add_argument("--weights", help="tiny teacher file (default: the shipped one)")
+    run.add_argument("--steps", type=_positive_int, help="NeRF steps (preset: 600 on cpu)")
+    run.add_argument("--seed", type=int, help="random seed (default 0)")
+    run.add_argument("--out", type=Path, help="default outputs/<prompt>-<guidance>-<seed>")
+    run.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt")
+    run.add_argument("--device", choices=["cpu", "cuda"], help="default cpu")
+    run.add_argument(
+        "--preset", help="cpu | cuda (scenes/presets) or a .yaml file (default: by device)"
+    )
+    run.add_argument("--cfg", type=float, help="guidance scale (default sds 20, ikl 7.5)")
+    run.add_argument("--lr", type=float, help="field learning rate")
+    run.add_argument("--batch", type=_positive_int, help="views per step")
+    run.add_argument("--fake-steps", type=_positive_int, help="IKL fake-score steps per step")
+    run.add_argument("--t-range", type=_t_range, help="T_MIN,T_MAX fractions of T")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run_nerf(args) -> dict:
+    from dream3d.cli.run import default_out, load_config, run
+
+    overrides = {
+        name: getattr(args, name)
+        for name in ("guidance", "teacher", "weights", "steps", "seed", "device", "cfg", "lr")
+    }
+    overrides.update(batch=args.batch, fake_steps=args.fake_steps, t_range=args.t_range)
+    config = load_config(args.prompt, args.preset, overrides)
+    out = args.out or default_out(config)
+    _check_writable(out)
+    metrics = run(config, out, args.resume, progress=not args.quiet)
+    print(json.dumps(metrics, indent=2))
+    print(f"wrote {out}", file=sys.stderr)
+    return metrics
+
+
 def build_parser() -> Parser:
     parser = Parser(
         prog="dream3d",
@@ -70,6 +115,7 @@ def build_parser() -> Parser:
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     _lab_parser(sub)
+    _run_parser(sub)
     teacher_cli.add_parsers(sub, _positive_int)
     return parser
 
@@ -120,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "lab":
             run_lab(args)
+        elif args.command == "run":
+            run_nerf(args)
         else:
             if getattr(args, "out", None) is not None:
                 _check_writable(args.out)

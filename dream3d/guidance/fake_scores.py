@@ -63,3 +63,24 @@ class TeacherCopy(nn.Module):
 
     def eps(self, x_t, t, cond, x0=None):
         return self.net.eps(x_t, t, cond)
+
+
+class UNetScore(nn.Module):
+    """A small pixel-space UNet fitted from scratch, for teachers that are not networks.
+
+    ProlificDreamer's fake score is a LoRA of the teacher; the oracle has no weights to copy,
+    so IKL warms this one up on the generator's first samples (``fake_warmup``). It ignores
+    the caption: the generator's renders are its only data.
+    """
+
+    trainable = True
+
+    def __init__(self, size: int, channels: tuple[int, ...] = (16, 32, 32)):
+        super().__init__()
+        from dream3d.teachers.tiny import TinyConfig, TinyTeacher
+
+        config = TinyConfig(size=size, block_out_channels=channels, head_dim=16, text_in_time=False)
+        self.net = TinyTeacher(config)
+
+    def eps(self, x_t, t, cond=None, x0=None):
+        return self.net.eps(x_t, t, None)

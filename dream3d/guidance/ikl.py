@@ -9,9 +9,9 @@ import torch
 
 from dream3d.diffusion import add_noise, check_choice
 from dream3d.guidance.base import Guidance, GuidanceConfig
-from dream3d.guidance.fake_scores import DiracScore, MLPScore, TeacherCopy
+from dream3d.guidance.fake_scores import DiracScore, MLPScore, TeacherCopy, UNetScore
 
-FAKES = ("dirac", "mlp", "teacher")
+FAKES = ("dirac", "mlp", "teacher", "unet")
 
 
 @dataclass
@@ -19,12 +19,13 @@ class IKLConfig(GuidanceConfig):
     """GuidanceConfig plus the fake score and how it is fitted."""
 
     cfg_scale: float = 7.5  # ProlificDreamer's scale for VSD/IKL
-    fake: Literal["dirac", "mlp", "teacher"] = "mlp"  # point mass, MLP, copy of the teacher
+    fake: Literal["dirac", "mlp", "teacher", "unet"] = "mlp"  # point mass, MLP, teacher copy, UNet
     fake_steps: int = 1  # k fake-score steps per generator step (DMD2 uses 5)
     fake_warmup: int = 0  # extra fake-score steps before the first generator step
     fake_lr: float = 1e-3  # Adam learning rate of the fake score
     fake_hidden: int = 128  # MLP fake score width
     fake_layers: int = 3  # MLP fake score depth
+    fake_size: int = 32  # image side of the UNet fake score
 
     def __post_init__(self):
         super().__post_init__()
@@ -47,6 +48,8 @@ class IKL(Guidance):
             if dim < 1:
                 raise ValueError("the mlp fake score needs the data dimension (dim=...)")
             self.fake = MLPScore(dim, len(self.abar), c.fake_hidden, c.fake_layers, n_classes)
+        elif c.fake == "unet":
+            self.fake = UNetScore(c.fake_size)
         else:
             self.fake = TeacherCopy(teacher)
         self.opt = (

@@ -1,0 +1,143 @@
+"""What a NeRF run leaves behind: views.png, progress.png, turntable.mp4/.gif, mesh.* and scores.
+
+Scores compare the NeRF with the exact ground truth of the prompt's catalogue object
+(DESIGN.md section 6): silhouette IoU on held-out views, 3D occupancy IoU, Chamfer distance
+of the exported mesh, and its mean colour against the asked one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from matplotlib.figure import Figure
+from tqdm.auto import tqdm
+
+from dream3d.cameras import Cameras
+from dream3d.video import turntable_cameras, write_video
+
+VIEW_AZIMUTHS = (0.0, 45.0, 90.0, 135.0, 180.0, -135.0, -90.0, -45.0)  # views.png columns
+
+
+def render_views(generator, cameras: Cameras, size: int, samples: int, shading="albedo"):
+    """rgb (B, 3, size, size) in [0, 1] and opacity (B, 1, size, size), no grad, midpoints."""
+    config = replace(generator.config.render, samples=samples, jitter=False, chunk=4096)
+    from generators.nerf.render import render_image
+
+    rgb, opacity = [], []
+    for i in range(len(cameras)):
+        one = one_camera(cameras, i)
+        with torch.set_grad_enabled(shading != "albedo"):
+            out = render_image(generator.field, one, size, config, shading)
+        rgb.append(out["rgb"].detach().cpu())
+        opacity.append(out["opacity"].detach().cpu())
+    return torch.cat(rgb), torch.cat(opacity)
+
+
+def one_camera(cameras: Cameras, i: int) -> Cameras:
+    """Camera i of a batch, as a batch of one."""
+    keep = slice(i, i + 1)
+    return Cameras(
+        cameras.azimuth[keep], cameras.elevation[keep], cameras.radius[keep], cameras.fov
+    )
+
+
+def save_views(generator, path: Path, size: int = 64, samples: int = 64) -> None:
+    """Two rows of 8 views around the object: albedo, then lambertian shading."""
+    from dream3d.cli.world import save_grid
+
+    n = len(VIEW_AZIMUTHS)
+    cams = Cameras(torch.tensor(VIEW_AZIMUTHS), torch.full((n,), 15.0), torch.full((n,), 2.8), 40)
+    albedo, _ = render_views(generator, cams, size, samples)
+    shaded, _ = render_views(generator, cams, size, samples, "lambertian")
+    save_grid(torch.cat([albedo, shaded]) * 2 - 1, path, cols=n, scale=2)
+
+
+def save_progress(history: list[dict], path: Path) -> None:
+    """Loss and |g| against step (log scale)."""
+    fig = Figure(figsize=(8, 3))
+    for i, key in enumerate(("loss", "grad_norm")):
+        ax = fig.add_subplot(1, 2, i + 1)
+        ax.plot([r["step"] for r in history], [max(r[key], 1e-12) for r in history], lw=0.8)
+        ax.set(xlabel="step", ylabel=key, yscale="log")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def save_turntable(generator, out: Path, config, progress: bool) -> None:
+    """turntable.mp4 and .gif: one orbit at 15 degrees elevation, albedo shading."""
+    cams = turntable_cameras(config.video_frames)
+    frames = []
+    for i in tqdm(range(len(cams)), desc="turntable", disable=not progress, leave=False):
+        one = one_camera(cams, i)
+        frames.append(render_views(generator, one, config.video_size, config.video_samples)[0])
+    frames = torch.cat(frames)
+    write_video(frames, out / "turntable.mp4", fps=12)
+    write_video(frames, out / "turntable.gif", fps=12)
+
+
+def scores(generator, spec, mesh, threshold: float) -> dict:
+    """Ground-truth scores of the field and its mesh against the prompt's catalogue object."""
+    import trimesh
+
+    from dream3d.cli.run import held_out_cameras
+    from generators.nerf.export import chamfer_distance, mean_vertex_colour
+    from scenes import truth
+    from scenes.score import (
+        best_variant,
+        colour_error,
+        grid_points,
+        nearest_colour,
+        occupied,
+        silhouette_iou,
+    )
+
+    points = grid_points(64)
+    inside = occupied(generator.field.density, points, threshold)
+    variant, occ = best_variant(inside, points, spec.object)
+    cams = held_out_cameras()
+    _, opacity = render_views(generator, cams, 32, 64)
+    ref = trimesh.Trimesh(*truth.mesh(variant, 96), process=False)
+    colour = mean_vertex_colour(mesh).tolist()
+    result = {
+        "object": spec.object,
+        "closest_variant": variant,
+        "occupancy_iou": round(occ, 4),
+        "silhouette_iou": round(silhouette_iou(opacity, variant, cams), 4),
+        "chamfer": round(chamfer_distance(mesh, ref), 4),
+        "mean_colour": [round(c, 4) for c in colour],
+        "nearest_colour": nearest_colour(colour),
+    }
+    if spec.colour:
+        result["asked_colour"] = spec.colour
+        result["colour_error"] = round(colour_error(colour, spec.colour), 4)
+    return result
+
+
+def write_outputs(generator, spec, config, history, out: Path, progress: bool = True) -> dict:
+    """Every file of a finished run in ``out``; returns the metrics."""
+    from generators.nerf.export import MeshConfig, extract_mesh, mesh_metrics, save_mesh
+
+    generator.eval()
+    save_progress(history, out / "progress.png")
+    save_views(generator, out / "views.png")
+    save_turntable(generator, out, config, progress)
+    mesh_config = MeshConfig(resolution=config.mesh_resolution, threshold=config.mesh_threshold)
+    field = generator.field
+    mesh = extract_mesh(field.density, field.albedo, mesh_config, next(field.parameters()).device)
+    save_mesh(mesh, out)
+    last = history[-1] if history else {}
+    return {
+        "prompt": config.prompt,
+        "caption": spec.text,
+        "guidance": config.guidance,
+        "teacher": config.teacher,
+        "seed": config.seed,
+        "steps": config.steps,
+        "final_loss": last.get("loss"),
+        "mesh": mesh_metrics(mesh),
+        "truth": scores(generator, spec, mesh, config.mesh_threshold),
+        "files": sorted(p.name for p in out.iterdir() if p.is_file()),
+    }
