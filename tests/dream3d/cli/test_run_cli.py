@@ -1,0 +1,135 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import trimesh
+import yaml
+
+from dream3d.cli import outputs
+from dream3d.cli.main import main
+from dream3d.teachers.tiny import TinyConfig, TinyTeacher
+
+FAST = {  # a run small enough for a test: every output, a few seconds of training
+    "steps": 20,
+    "samples": 16,
+    "shading_warmup": 10,
+    "save_every": 10,
+    "mesh_resolution": 32,
+    "video_frames": 4,
+    "video_size": 32,
+    "video_samples": 8,
+}
+FILES = [
+    "checkpoint.pt",
+    "config.yaml",
+    "mesh.glb",
+    "mesh.obj",
+    "mesh.ply",
+    "metrics.json",
+    "progress.png",
+    "turntable.gif",
+    "turntable.mp4",
+    "views.png",
+]
+
+
+@pytest.fixture(scope="module")
+def preset(tmp_path_factory):
+    path = tmp_path_factory.mktemp("preset") / "fast.yaml"
+    path.write_text(yaml.safe_dump(FAST))
+    return str(path)
+
+
+def _cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "dream3d.cli.main", "run", *args], capture_output=True, text=True
+    )
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--prompt", "a purple xylophone"], "not in the toy world's vocabulary (objects: chair"),
+        (["--prompt", "a red chair", "--steps", "0"], "must be a positive integer, got 0"),
+        (["--prompt", "a red chair", "--out", "/proc/dream3d"], "cannot write to /proc/dream3d"),
+        (["--prompt", "a red chair", "--guidance", "vsd"], "invalid choice: 'vsd'"),
+        (["--prompt", "a red chair", "--preset", "fastest"], "unknown preset 'fastest'"),
+        (["--prompt", "a red chair", "--weights", "/no/such.safetensors"], "no tiny teacher"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, words):
+    result = _cli(*args)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and words in lines[0], result.stderr
+
+
+def test_resume_without_checkpoint_and_cuda_without_cuda(tmp_path):
+    result = _cli("--prompt", "a red chair", "--resume", "--out", str(tmp_path))
+    assert result.returncode == 2 and "--resume: no checkpoint at" in result.stderr
+    if not torch.cuda.is_available():
+        result = _cli("--prompt", "a red chair", "--device", "cuda", "--out", str(tmp_path))
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and "no CUDA device" in lines[0]
+
+
+@pytest.mark.parametrize("guidance", ["sds", "ikl"])
+def test_a_20_step_run_writes_every_output(guidance, preset, tmp_path, capsys):
+    out = tmp_path / guidance
+    args = ["run", "--prompt", "a red cube", "--guidance", guidance, "--teacher", "oracle"]
+    assert main(args + ["--preset", preset, "--out", str(out), "--quiet"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == FILES
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["guidance"] == guidance and metrics["steps"] == 20
+    truth = metrics["truth"]
+    assert truth["closest_variant"] == "cube" and 0 <= truth["occupancy_iou"] <= 1
+    assert 0 < truth["silhouette_iou"] <= 1 and truth["asked_colour"] == "red"
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["guidance"] == guidance and config["cfg"] == {"sds": 20.0, "ikl": 7.5}[guidance]
+    mesh = trimesh.load(out / "mesh.ply", process=False)
+    assert len(mesh.vertices) == metrics["mesh"]["vertices"] > 0
+    assert mesh.visual.vertex_colors.shape[1] == 4
+
+
+def _tiny_teacher(path):
+    """A random small tiny teacher with the run's captions cached (no MiniLM needed)."""
+    torch.manual_seed(0)
+    config = TinyConfig(size=32, block_out_channels=(8, 16), head_dim=8)
+    teacher = TinyTeacher(config, encoder=lambda p: torch.randn(len(p), 384))
+    teacher.add_captions(
+        [f"a blue sphere, {v} view" for v in ("front", "side", "back", "overhead")]
+    )
+    teacher.save(path)
+    return str(path)
+
+
+def test_resume_after_a_crash_ends_where_the_uninterrupted_run_ends(preset, tmp_path, monkeypatch):
+    """IKL with the tiny teacher (fake = its copy): crash after the step-10 checkpoint, resume."""
+    monkeypatch.setattr(outputs, "write_outputs", lambda *a, **k: {})  # training only
+    weights = _tiny_teacher(tmp_path / "tiny.safetensors")
+    base = ["run", "--prompt", "a blue sphere", "--guidance", "ikl", "--weights", weights]
+    base += ["--preset", preset, "--quiet"]
+    assert main(base + ["--out", str(tmp_path / "whole")]) == 0
+
+    import dream3d.train as train_module
+
+    real_step = train_module._step
+
+    def crash(generator, guidance, config, opt, sched, cond_fn, state):
+        if state.step == 13:
+            raise RuntimeError("power cut")
+        return real_step(generator, guidance, config, opt, sched, cond_fn, state)
+
+    monkeypatch.setattr(train_module, "_step", crash)
+    with pytest.raises(RuntimeError, match="power cut"):
+        main(base + ["--out", str(tmp_path / "split")])
+    monkeypatch.setattr(train_module, "_step", real_step)
+    assert main(base + ["--out", str(tmp_path / "split"), "--resume"]) == 0
+    whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)
+    split = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)
+    assert whole["step"] == split["step"] == 20
+    for name, value in whole["generator"].items():
+        assert torch.equal(value, split["generator"][name]), name
+    for name, value in whole["guidance"]["fake"].items():
+        assert torch.equal(value, split["guidance"]["fake"][name]), name
