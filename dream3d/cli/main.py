@@ -91,6 +91,40 @@ def _run_parser(sub) -> None:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _compare_parser(sub) -> None:
+    cmp = sub.add_parser(
+        "compare",
+        help="SDS and IKL on the same prompt and seeds: side-by-side image, video and table",
+        description="Runs `dream3d run` for each guidance and seed into OUT/<guidance>-<seed>/ "
+        "and writes compare.png, compare.mp4/.gif and compare.md/.csv into OUT.",
+    )
+    cmp.add_argument("--prompt", required=True, help='e.g. "a chair"')
+    cmp.add_argument("--seeds", type=_positive_int, default=1, help="seeds 0..N-1 (default 1)")
+    cmp.add_argument("--teacher", choices=["tiny", "oracle"], help="default tiny (shipped)")
+    cmp.add_argument("--weights", help="tiny teacher file (default: the shipped one)")
+    cmp.add_argument("--steps", type=_positive_int, help="NeRF steps of every run")
+    cmp.add_argument("--device", choices=["cpu", "cuda"], help="default cpu")
+    cmp.add_argument("--preset", help="cpu | cuda (scenes/presets) or a .yaml file")
+    cmp.add_argument("--cfg", type=float, help="one guidance scale for both (default: each's)")
+    cmp.add_argument("--out", type=Path, help="default outputs/compare-<prompt>")
+    cmp.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def compare_nerf(args) -> dict:
+    from dream3d.cli.compare import compare
+    from dream3d.cli.run import load_config, slug
+
+    overrides = {k: getattr(args, k) for k in ("teacher", "weights", "steps", "device", "cfg")}
+    config = load_config(args.prompt, args.preset, overrides)
+    config.cfg = args.cfg  # None: each guidance its own default
+    out = args.out or Path("outputs") / f"compare-{slug(args.prompt)}"
+    _check_writable(out)
+    rows = compare(config, list(range(args.seeds)), out, progress=not args.quiet)
+    print((out / "compare.md").read_text())
+    print(f"wrote {out}", file=sys.stderr)
+    return {"rows": rows}
+
+
 def run_nerf(args) -> dict:
     from dream3d.cli.run import default_out, load_config, run
 
@@ -116,6 +150,7 @@ def build_parser() -> Parser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     _lab_parser(sub)
     _run_parser(sub)
+    _compare_parser(sub)
     teacher_cli.add_parsers(sub, _positive_int)
     return parser
 
@@ -168,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
             run_lab(args)
         elif args.command == "run":
             run_nerf(args)
+        elif args.command == "compare":
+            compare_nerf(args)
         else:
             if getattr(args, "out", None) is not None:
                 _check_writable(args.out)

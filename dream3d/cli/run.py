@@ -79,10 +79,14 @@ def load_config(prompt: str, preset: str | None, overrides: dict) -> RunConfig:
     return config
 
 
+def slug(prompt: str) -> str:
+    """ "A red chair!" -> "a-red-chair"."""
+    return "-".join("".join(c if c.isalnum() else " " for c in prompt.lower()).split())
+
+
 def default_out(config: RunConfig) -> Path:
     """outputs/<prompt-slug>-<guidance>-<seed>."""
-    slug = "-".join("".join(c if c.isalnum() else " " for c in config.prompt.lower()).split())
-    return Path("outputs") / f"{slug}-{config.guidance}-{config.seed}"
+    return Path("outputs") / f"{slug(config.prompt)}-{config.guidance}-{config.seed}"
 
 
 def build(config: RunConfig):

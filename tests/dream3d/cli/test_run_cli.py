@@ -6,6 +6,7 @@ import pytest
 import torch
 import trimesh
 import yaml
+from PIL import Image
 
 from dream3d.cli import outputs
 from dream3d.cli.main import main
@@ -74,22 +75,31 @@ def test_resume_without_checkpoint_and_cuda_without_cuda(tmp_path):
         assert result.returncode == 2 and len(lines) == 1 and "no CUDA device" in lines[0]
 
 
-@pytest.mark.parametrize("guidance", ["sds", "ikl"])
-def test_a_20_step_run_writes_every_output(guidance, preset, tmp_path, capsys):
-    out = tmp_path / guidance
-    args = ["run", "--prompt", "a red cube", "--guidance", guidance, "--teacher", "oracle"]
-    assert main(args + ["--preset", preset, "--out", str(out), "--quiet"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == FILES
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["guidance"] == guidance and metrics["steps"] == 20
-    truth = metrics["truth"]
-    assert truth["closest_variant"] == "cube" and 0 <= truth["occupancy_iou"] <= 1
-    assert 0 < truth["silhouette_iou"] <= 1 and truth["asked_colour"] == "red"
-    config = yaml.safe_load((out / "config.yaml").read_text())
-    assert config["guidance"] == guidance and config["cfg"] == {"sds": 20.0, "ikl": 7.5}[guidance]
-    mesh = trimesh.load(out / "mesh.ply", process=False)
-    assert len(mesh.vertices) == metrics["mesh"]["vertices"] > 0
-    assert mesh.visual.vertex_colors.shape[1] == 4
+def test_compare_runs_each_guidance_for_20_steps_and_every_output_is_written(
+    preset, tmp_path, capsys
+):
+    args = ["compare", "--prompt", "a red cube", "--teacher", "oracle", "--preset", preset]
+    assert main(args + ["--out", str(tmp_path), "--quiet"]) == 0
+    for guidance in ("sds", "ikl"):
+        out = tmp_path / f"{guidance}-0"
+        assert sorted(p.name for p in out.iterdir()) == FILES
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["guidance"] == guidance and metrics["steps"] == 20
+        truth = metrics["truth"]
+        assert truth["closest_variant"] == "cube" and 0 <= truth["occupancy_iou"] <= 1
+        assert 0 < truth["silhouette_iou"] <= 1 and truth["asked_colour"] == "red"
+        config = yaml.safe_load((out / "config.yaml").read_text())
+        assert config["cfg"] == {"sds": 20.0, "ikl": 7.5}[guidance]
+        mesh = trimesh.load(out / "mesh.ply", process=False)
+        assert len(mesh.vertices) == metrics["mesh"]["vertices"] > 0
+        assert mesh.visual.vertex_colors.shape[1] == 4
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"compare.png", "compare.mp4", "compare.gif", "compare.md", "compare.csv"} <= names
+    table = (tmp_path / "compare.md").read_text().splitlines()
+    assert len(table) == 2 + 2 + 2  # header, rule, a row per run, a mean per guidance
+    assert table[-1].startswith("| ikl | mean |") and "| sds | 0 |" in table[2]
+    with Image.open(tmp_path / "compare.gif") as gif:
+        assert gif.n_frames == FAST["video_frames"] and gif.width == 2 * gif.height
 
 
 def _tiny_teacher(path):

@@ -1,0 +1,106 @@
+"""`dream3d compare`: SDS and IKL on the same prompt and seeds, side by side.
+
+Each run is an ordinary `dream3d run` in OUT/<guidance>-<seed>/; OUT gets compare.png (views
+of every run, one row each), compare.mp4/.gif (the turntables next to each other, SDS left)
+and compare.md/.csv (ground-truth scores and wall time per run, and the mean per guidance).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageSequence
+
+from dream3d.cli.run import RunConfig, run
+from dream3d.video import write_video
+
+GUIDANCES = ("sds", "ikl")
+COLUMNS = ("occupancy_iou", "silhouette_iou", "chamfer", "colour_error", "nearest_colour")
+
+
+def compare(config: RunConfig, seeds: list[int], out: Path, progress: bool = True) -> list[dict]:
+    """Run both guidances for every seed, then write the side-by-side files; returns the rows."""
+    rows = []
+    for seed in seeds:
+        for guidance in GUIDANCES:
+            one = replace(config, guidance=guidance, seed=seed, cfg=config_cfg(config, guidance))
+            metrics = run(one, out / f"{guidance}-{seed}", progress=progress)
+            rows.append(row_of(metrics))
+    side_by_side_views(out, seeds)
+    side_by_side_video(out, seeds)
+    write_table(rows, out)
+    return rows
+
+
+def config_cfg(config: RunConfig, guidance: str) -> float:
+    """The CFG scale of one side: the user's, if given for the comparison, else its default."""
+    from dream3d.cli.run import DEFAULT_CFG
+
+    return config.cfg if config.cfg is not None else DEFAULT_CFG[guidance]
+
+
+def row_of(metrics: dict) -> dict:
+    """One table row from a run's metrics.json."""
+    truth = metrics["truth"]
+    row = {"guidance": metrics["guidance"], "seed": metrics["seed"]}
+    row.update({k: truth.get(k, "") for k in COLUMNS})
+    row["seconds"] = metrics["train_seconds"]
+    return row
+
+
+def _labelled(path: Path, label: str) -> Image.Image:
+    image = Image.open(path).convert("RGB")
+    canvas = Image.new("RGB", (image.width + 70, image.height), "white")
+    canvas.paste(image, (70, 0))
+    ImageDraw.Draw(canvas).text((4, image.height // 2 - 6), label, fill="black")
+    return canvas
+
+
+def side_by_side_views(out: Path, seeds: list[int]) -> None:
+    """compare.png: each run's views.png as a row, labelled guidance and seed."""
+    rows = [_labelled(out / f"{g}-{s}" / "views.png", f"{g} {s}") for s in seeds for g in GUIDANCES]
+    grid = Image.new("RGB", (rows[0].width, sum(r.height for r in rows)), "white")
+    for i, row in enumerate(rows):
+        grid.paste(row, (0, i * rows[0].height))
+    grid.save(out / "compare.png")
+
+
+def side_by_side_video(out: Path, seeds: list[int]) -> None:
+    """compare.mp4 and .gif: the runs' turntables in one frame, SDS | IKL, a row per seed."""
+
+    def frames(path):
+        return np.stack(
+            [np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(Image.open(path))]
+        )
+
+    rows = [
+        np.concatenate([frames(out / f"{g}-{s}" / "turntable.gif") for g in GUIDANCES], axis=2)
+        for s in seeds
+    ]
+    video = np.concatenate(rows, axis=1)  # (N, H * seeds, W * 2, 3)
+    write_video(video, out / "compare.mp4", fps=12)
+    write_video(video, out / "compare.gif", fps=12)
+
+
+def write_table(rows: list[dict], out: Path) -> None:
+    """compare.csv (every run) and compare.md (every run, then the mean per guidance)."""
+    keys = list(rows[0])
+    with open(out / "compare.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
+    for g in GUIDANCES:
+        mine = [r for r in rows if r["guidance"] == g]
+        cells = [g, "mean"] + [_mean([r[k] for r in mine]) for k in keys[2:]]
+        lines.append("| " + " | ".join(cells) + " |")
+    (out / "compare.md").write_text("\n".join(lines) + "\n")
+
+
+def _mean(values) -> str:
+    numbers = [v for v in values if isinstance(v, (int, float))]
+    return f"{sum(numbers) / len(numbers):.4g}" if len(numbers) == len(values) else ""
