@@ -10,6 +10,7 @@ from pathlib import Path
 from dream3d.cli import teacher as teacher_cli
 from dream3d.diffusion import WEIGHTINGS, check_t_range
 from dream3d.guidance import GUIDANCES
+from dream3d.train import NonFiniteError
 
 EXIT_BAD_INPUT = 2
 
@@ -125,6 +126,43 @@ def compare_nerf(args) -> dict:
     return {"rows": rows}
 
 
+def _bench_parser(sub) -> None:
+    bench = sub.add_parser("bench", help="benchmarks: ground-truth quality of SDS vs IKL")
+    bsub = bench.add_subparsers(dest="action", required=True, parser_class=Parser)
+    q = bsub.add_parser(
+        "quality",
+        help="SDS and IKL NeRFs over catalogue prompts, scored against the exact ground truth",
+        description="Runs `dream3d run` per prompt, guidance and seed into OUT and writes "
+        "OUT/quality.md and OUT/quality.csv. Finished runs in OUT are reused.",
+    )
+    q.add_argument("--prompts", type=Path, help="a file, one prompt per line (default: 6)")
+    q.add_argument("--seeds", type=_positive_int, default=1, help="seeds per prompt")
+    q.add_argument("--teacher", choices=["tiny", "oracle"], help="default tiny (shipped)")
+    q.add_argument("--weights", help="tiny teacher file (default: the shipped one)")
+    q.add_argument("--steps", type=_positive_int, help="NeRF steps of every run")
+    q.add_argument("--device", choices=["cpu", "cuda"], help="default cpu")
+    q.add_argument("--preset", help="cpu | cuda (scenes/presets) or a .yaml file")
+    q.add_argument("--out", type=Path, default=Path("outputs/bench-quality"))
+    q.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def bench_quality(args) -> dict:
+    from dream3d.cli.bench import quality, read_prompts
+    from dream3d.cli.run import load_config
+    from scenes.prompts import parse_prompt
+
+    prompts = read_prompts(args.prompts)
+    overrides = {k: getattr(args, k) for k in ("teacher", "weights", "steps", "device")}
+    for prompt in prompts:  # bad prompts fail before any run starts
+        parse_prompt(prompt)
+    base = load_config(prompts[0], args.preset, overrides)
+    _check_writable(args.out)
+    rows = quality(base, prompts, args.seeds, args.out, progress=not args.quiet)
+    print((args.out / "quality.md").read_text())
+    print(f"wrote {args.out}/quality.md and quality.csv", file=sys.stderr)
+    return {"rows": rows}
+
+
 def run_nerf(args) -> dict:
     from dream3d.cli.run import default_out, load_config, run
 
@@ -151,6 +189,7 @@ def build_parser() -> Parser:
     _lab_parser(sub)
     _run_parser(sub)
     _compare_parser(sub)
+    _bench_parser(sub)
     teacher_cli.add_parsers(sub, _positive_int)
     return parser
 
@@ -205,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
             run_nerf(args)
         elif args.command == "compare":
             compare_nerf(args)
+        elif args.command == "bench":
+            bench_quality(args)
         else:
             if getattr(args, "out", None) is not None:
                 _check_writable(args.out)
@@ -213,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"dream3d: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except NonFiniteError as err:
+        print(f"dream3d: stopped: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("dream3d: interrupted (a checkpointed run goes on with --resume)", file=sys.stderr)
         return 130
