@@ -135,7 +135,7 @@ def _bench_parser(sub) -> None:
         description="Runs `dream3d run` per prompt, guidance and seed into OUT and writes "
         "OUT/quality.md and OUT/quality.csv. Finished runs in OUT are reused.",
     )
-    q.add_argument("--prompts", type=Path, help="a file, one prompt per line (default: 6)")
+    q.add_argument("--prompts", type=Path, help="one prompt per line (default: 4)")
     q.add_argument("--seeds", type=_positive_int, default=1, help="seeds per prompt")
     q.add_argument("--teacher", choices=["tiny", "oracle"], help="default tiny (shipped)")
     q.add_argument("--weights", help="tiny teacher file (default: the shipped one)")
