@@ -48,6 +48,9 @@ class RunConfig:
     fake_lr: float = 1e-4  # IKL: Adam learning rate of the fake score
     fake_warmup: int = 0  # IKL: extra fake-score steps before the first NeRF step
     shading_warmup: int = 300  # albedo-only steps before random lambertian / textureless
+    sparsity: float = 1.0  # weight of the opacity penalty (DreamFusion)
+    opaque: float = 0.0  # weight of the opacity binary entropy (pushes opacity to 0 or 1)
+    orient: float = 10.0  # weight of the orientation loss (Ref-NeRF, DreamFusion)
     save_every: int = 200  # checkpoint period, steps
     mesh_resolution: int = 96  # marching-cubes grid points per axis
     mesh_threshold: float = 5.0  # density of the surface (mesh, occupancy IoU): a slab 0.14
@@ -94,7 +97,7 @@ def build(config: RunConfig):
     from dream3d.cli.world import load_tiny, oracle_teacher
     from generators.nerf.field import field_preset
     from generators.nerf.generator import NeRFConfig, NeRFGenerator
-    from generators.nerf.render import RenderConfig, ShadingConfig
+    from generators.nerf.render import RegulariserConfig, RenderConfig, ShadingConfig
     from scenes.prompts import parse_prompt
 
     spec = parse_prompt(config.prompt)
@@ -112,7 +115,8 @@ def build(config: RunConfig):
     render = RenderConfig(
         samples=config.samples, shading=ShadingConfig(warmup=config.shading_warmup)
     )
-    nerf = NeRFConfig(size=config.size, field=field_preset(config.field), render=render)
+    reg = RegulariserConfig(config.sparsity, config.opaque, config.orient)
+    nerf = NeRFConfig(config.size, field_preset(config.field), render, reg=reg)
     generator = NeRFGenerator(nerf, config.seed, config.device)
     guidance = make_guidance(
         config.guidance,
