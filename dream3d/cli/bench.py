@@ -102,15 +102,26 @@ def _cell(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def write_csv(rows: list[dict], path: Path) -> None:
+    """Rows (dicts with the same keys) as CSV with a header."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def markdown(rows: list[dict], cell=str) -> list[str]:
+    """A markdown table's lines: header, rule, one line per row (cells formatted by ``cell``)."""
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    return lines + ["| " + " | ".join(cell(r[k]) for k in keys) + " |" for r in rows]
+
+
 def write_tables(rows: list[dict], out: Path) -> None:
     """quality.csv (a row per prompt and guidance) and quality.md (plus a mean per guidance)."""
     keys = list(rows[0])
-    with open(out / "quality.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, keys)
-        writer.writeheader()
-        writer.writerows(rows)
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(_cell(r[k]) for k in keys) + " |" for r in rows]
+    write_csv(rows, out / "quality.csv")
+    lines = markdown(rows, _cell)
     for g in GUIDANCES:
         mine = [r for r in rows if r["guidance"] == g]
         means = [_cell(_mean([r[k] for r in mine])) for k in keys[3:]]

@@ -7,7 +7,6 @@ and compare.md/.csv (ground-truth scores and wall time per run, and the mean per
 
 from __future__ import annotations
 
-import csv
 from dataclasses import replace
 from pathlib import Path
 
@@ -87,13 +86,11 @@ def side_by_side_video(out: Path, seeds: list[int]) -> None:
 
 def write_table(rows: list[dict], out: Path) -> None:
     """compare.csv (every run) and compare.md (every run, then the mean per guidance)."""
+    from dream3d.cli.bench import markdown, write_csv
+
     keys = list(rows[0])
-    with open(out / "compare.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, keys)
-        writer.writeheader()
-        writer.writerows(rows)
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
+    write_csv(rows, out / "compare.csv")
+    lines = markdown(rows)
     for g in GUIDANCES:
         mine = [r for r in rows if r["guidance"] == g]
         cells = [g, "mean"] + [_mean([r[k] for r in mine]) for k in keys[2:]]

@@ -92,6 +92,15 @@ def _run_parser(sub) -> None:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _nerf_options(p) -> None:
+    """The settings every multi-run NeRF command shares with `dream3d run`."""
+    p.add_argument("--teacher", choices=["tiny", "oracle"], help="default tiny (shipped)")
+    p.add_argument("--weights", help="tiny teacher file (default: the shipped one)")
+    p.add_argument("--steps", type=_positive_int, help="NeRF steps of every run")
+    p.add_argument("--device", choices=["cpu", "cuda"], help="default cpu")
+    p.add_argument("--preset", help="cpu | cuda (scenes/presets) or a .yaml file")
+
+
 def _compare_parser(sub) -> None:
     cmp = sub.add_parser(
         "compare",
@@ -101,11 +110,7 @@ def _compare_parser(sub) -> None:
     )
     cmp.add_argument("--prompt", required=True, help='e.g. "a chair"')
     cmp.add_argument("--seeds", type=_positive_int, default=1, help="seeds 0..N-1 (default 1)")
-    cmp.add_argument("--teacher", choices=["tiny", "oracle"], help="default tiny (shipped)")
-    cmp.add_argument("--weights", help="tiny teacher file (default: the shipped one)")
-    cmp.add_argument("--steps", type=_positive_int, help="NeRF steps of every run")
-    cmp.add_argument("--device", choices=["cpu", "cuda"], help="default cpu")
-    cmp.add_argument("--preset", help="cpu | cuda (scenes/presets) or a .yaml file")
+    _nerf_options(cmp)
     cmp.add_argument("--cfg", type=float, help="one guidance scale for both (default: each's)")
     cmp.add_argument("--out", type=Path, help="default outputs/compare-<prompt>")
     cmp.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -137,11 +142,7 @@ def _bench_parser(sub) -> None:
     )
     q.add_argument("--prompts", type=Path, help="one prompt per line (default: 4)")
     q.add_argument("--seeds", type=_positive_int, default=1, help="seeds per prompt")
-    q.add_argument("--teacher", choices=["tiny", "oracle"], help="default tiny (shipped)")
-    q.add_argument("--weights", help="tiny teacher file (default: the shipped one)")
-    q.add_argument("--steps", type=_positive_int, help="NeRF steps of every run")
-    q.add_argument("--device", choices=["cpu", "cuda"], help="default cpu")
-    q.add_argument("--preset", help="cpu | cuda (scenes/presets) or a .yaml file")
+    _nerf_options(q)
     q.add_argument("--out", type=Path, default=Path("outputs/bench-quality"))
     q.add_argument("--quiet", action="store_true", help="no progress bars")
 
