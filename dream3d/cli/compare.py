@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageSequence
 
-from dream3d.cli.run import RunConfig, run
+from dream3d.cli.bench import markdown, write_csv
+from dream3d.cli.run import DEFAULT_CFG, RunConfig, run
 from dream3d.video import write_video
 
 GUIDANCES = ("sds", "ikl")
@@ -36,8 +37,6 @@ def compare(config: RunConfig, seeds: list[int], out: Path, progress: bool = Tru
 
 def config_cfg(config: RunConfig, guidance: str) -> float:
     """The CFG scale of one side: the user's, if given for the comparison, else its default."""
-    from dream3d.cli.run import DEFAULT_CFG
-
     return config.cfg if config.cfg is not None else DEFAULT_CFG[guidance]
 
 
@@ -86,8 +85,6 @@ def side_by_side_video(out: Path, seeds: list[int]) -> None:
 
 def write_table(rows: list[dict], out: Path) -> None:
     """compare.csv (every run) and compare.md (every run, then the mean per guidance)."""
-    from dream3d.cli.bench import markdown, write_csv
-
     keys = list(rows[0])
     write_csv(rows, out / "compare.csv")
     lines = markdown(rows)

@@ -131,6 +131,9 @@ def build(config: RunConfig):
         fake_size=config.size,
     )
 
+    if hasattr(guidance, "fake"):  # a fake score built on the CPU (the oracle's UNet) moves
+        guidance.fake.to(config.device)  # in place, so its optimizer keeps the same parameters
+
     def cond_fn(sample):
         return teacher.encode_prompt([spec.caption(v) for v in sample.info["views"]])
 

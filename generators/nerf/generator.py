@@ -10,12 +10,12 @@ caption word (front / side / back / overhead) for the prompt's view-dependent co
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from dream3d.cameras import CameraConfig, Cameras, sample_cameras
+from dream3d.cameras import CameraConfig, sample_cameras
 from dream3d.train import Sample
 from generators.nerf.field import FieldConfig, NeRFField, field_preset
 from generators.nerf.render import (
@@ -65,9 +65,3 @@ class NeRFGenerator(nn.Module):
         self.steps += 1
         info = {"cameras": cameras, "views": cameras.views(c.cameras), "shading": shading}
         return Sample(out["rgb"] * 2 - 1, info, aux_loss=reg, aux_logs=logs)
-
-    @torch.no_grad()
-    def render(self, cameras: Cameras, size: int, shading="albedo") -> dict[str, torch.Tensor]:
-        """Deterministic renders (bin midpoints) for views, videos and metrics."""
-        config = replace(self.config.render, jitter=False)
-        return render_image(self.field, cameras, size, config, shading)
