@@ -40,9 +40,13 @@ class RunConfig:
     size: int = 32  # render side (the teacher's resolution)
     samples: int = 48  # points per ray in training renders
     field: str = "cpu"  # hash-grid preset: cpu | cuda
+    activation: str = "exp"  # density = exp(raw) (Instant-NGP, stable-dreamfusion) | softplus
+    blob_density: float = 10.0  # initial density blob: pre-activation bias at the origin
     lr: float = 0.01  # Adam learning rate of the field
     cfg: float | None = None  # classifier-free guidance scale; None: DEFAULT_CFG[guidance]
     t_range: tuple[float, float] = (0.02, 0.98)  # fractions of T the timesteps are drawn from
+    anneal: str = "none"  # how t_max moves over training: none | linear | sqrt
+    t_max_end: float = 0.5  # t_max at the end of training when annealing
     weighting: str = "sds"  # w(t)
     fake_steps: int = 1  # IKL: fake-score steps per NeRF step
     fake_lr: float = 1e-4  # IKL: Adam learning rate of the fake score
@@ -51,10 +55,11 @@ class RunConfig:
     sparsity: float = 1.0  # weight of the opacity penalty (DreamFusion)
     opaque: float = 0.0  # weight of the opacity binary entropy (pushes opacity to 0 or 1)
     orient: float = 10.0  # weight of the orientation loss (Ref-NeRF, DreamFusion)
+    distortion: float = 0.0  # weight of Mip-NeRF 360's distortion loss (surfaces, not fog)
     save_every: int = 200  # checkpoint period, steps
     mesh_resolution: int = 96  # marching-cubes grid points per axis
     mesh_threshold: float = 5.0  # density of the surface (mesh, occupancy IoU): a slab 0.14
-    # thick at this density is half opaque; the initial blob peaks at ~10
+    # thick at this density is half opaque
     video_frames: int = 30  # turntable frames
     video_size: int = 128  # turntable side, pixels
     video_samples: int = 32  # points per ray in turntable renders
@@ -115,14 +120,19 @@ def build(config: RunConfig):
     render = RenderConfig(
         samples=config.samples, shading=ShadingConfig(warmup=config.shading_warmup)
     )
-    reg = RegulariserConfig(config.sparsity, config.opaque, config.orient)
-    nerf = NeRFConfig(config.size, field_preset(config.field), render, reg=reg)
+    reg = RegulariserConfig(config.sparsity, config.opaque, config.orient, config.distortion)
+    field = dataclasses.replace(
+        field_preset(config.field), activation=config.activation, blob_density=config.blob_density
+    )
+    nerf = NeRFConfig(config.size, field, render, reg=reg)
     generator = NeRFGenerator(nerf, config.seed, config.device)
     guidance = make_guidance(
         config.guidance,
         teacher,
         cfg_scale=config.cfg,
         t_range=config.t_range,
+        anneal=config.anneal,
+        t_max_end=config.t_max_end,
         weighting=config.weighting,
         fake=fake,
         fake_steps=config.fake_steps,

@@ -178,6 +178,16 @@ def volume_weights(
     return trans * alphas, trans, alphas
 
 
+def distortion_terms(mid, width, weights, w_before, wm_before) -> torch.Tensor:
+    """Per-sample terms d_i with sum_i w_i d_i = Mip-NeRF 360's distortion loss of a ray,
+
+    sum_ij w_i w_j |m_i - m_j| + 1/3 sum_i w_i^2 delta_i (Barron et al. 2022, eq. 15), given
+    sorted bin midpoints m, widths delta, weights w and the exclusive prefix sums
+    W_i = sum_{j<i} w_j and M_i = sum_{j<i} w_j m_j (the pair sum is 2 sum_i w_i (m_i W_i - M_i)).
+    """
+    return 2 * (mid * w_before - wm_before) + weights * width / 3
+
+
 def composite(weights: torch.Tensor, values: torch.Tensor | None = None) -> torch.Tensor:
     """sum_i w_i v_i: weights (R, S), values (R, S, C) -> (R, C); no values: (R, 1) opacity."""
     if values is None:
@@ -236,7 +246,8 @@ def _outputs(accumulate, weights, t, fields, dirs, shading, config) -> dict[str,
     """Per-ray rgb (R, 3), opacity, depth (R,), [normals (R, 3), orientation (R,)], weights.
 
     ``fields`` holds the field's per-sample outputs, ``dirs`` each sample's ray direction and
-    ``accumulate(weights, values)`` sums along rays (batched or packed).
+    ``accumulate(weights, values)`` sums along rays (batched or packed); the caller adds the
+    per-ray distortion.
     """
     _, albedo, *rest = fields  # density enters through the weights
     normals = rest[0] if rest else None
@@ -265,7 +276,12 @@ def _render_batched(field_fn, origins, dirs, config, shading, generator, backend
         accumulate = _nerfacc().accumulate_along_rays
     else:
         weights, accumulate = volume_weights(fields[0], t_ends - t_starts)[0], composite
-    return _outputs(accumulate, weights, t, fields, dirs[:, None], shading, config)
+    out = _outputs(accumulate, weights, t, fields, dirs[:, None], shading, config)
+    mid, width = (t_starts + t_ends) / 2, t_ends - t_starts
+    before = torch.cumsum(weights, -1) - weights, torch.cumsum(weights * mid, -1) - weights * mid
+    terms = distortion_terms(mid, width, weights, *before)
+    out["distortion"] = composite(weights, terms[..., None])[:, 0]
+    return out
 
 
 def _render_packed(field_fn, density_fn, origins, dirs, config, shading, estimator):
@@ -294,7 +310,14 @@ def _render_packed(field_fn, density_fn, origins, dirs, config, shading, estimat
         t_starts, t_ends, fields[0], ray_indices=rays, n_rays=r
     )[0]
     accumulate = functools.partial(nerfacc.accumulate_along_rays, ray_indices=rays, n_rays=r)
-    return _outputs(accumulate, weights, t, fields, dirs[rays], shading, config)
+    out = _outputs(accumulate, weights, t, fields, dirs[rays], shading, config)
+    before = (
+        nerfacc.exclusive_sum(weights, indices=rays),
+        nerfacc.exclusive_sum(weights * t, indices=rays),
+    )
+    terms = distortion_terms(t, t_ends - t_starts, weights, *before)
+    out["distortion"] = accumulate(weights, terms[:, None])[:, 0]
+    return out
 
 
 def render_rays(
@@ -371,7 +394,7 @@ def render_image(
     ]
     b = len(cameras)
     images = {}
-    for key in ("rgb", "opacity", "depth", "normals", "orientation"):
+    for key in ("rgb", "opacity", "depth", "normals", "orientation", "distortion"):
         if key in chunks[0]:
             x = torch.cat([c[key] for c in chunks]).reshape(b, size, size, -1)
             images[key] = x.permute(0, 3, 1, 2).contiguous()  # (B, C, H, W)
@@ -413,6 +436,7 @@ class RegulariserConfig:
     sparsity: float = 1.0  # sqrt(opacity^2 + 0.01) (DreamFusion / Dream Fields opacity penalty)
     opaque: float = 0.0  # binary entropy of opacity: pushes it to 0 or 1
     orient: float = 10.0  # orientation loss (threestudio ramps it 10 -> 1000 over 5000 steps)
+    distortion: float = 0.0  # Mip-NeRF 360's distortion loss: compact weights along each ray
 
 
 def sparsity_loss(opacity: torch.Tensor) -> torch.Tensor:
@@ -436,6 +460,8 @@ def regularisers(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted sum of the regularisers of a render's output, and each term for logging."""
     terms = {"sparsity": sparsity_loss(out["opacity"]), "opaque": opaque_loss(out["opacity"])}
+    if "distortion" in out:
+        terms["distortion"] = out["distortion"].mean()
     if "orientation" in out:
         terms["orient"] = orientation_loss(out["orientation"])
     loss = sum(getattr(config, name) * value for name, value in terms.items())

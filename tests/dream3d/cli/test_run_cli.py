@@ -66,6 +66,22 @@ def test_bad_input_is_one_line_and_exit_2(args, words):
     assert result.returncode == 2 and len(lines) == 1 and words in lines[0], result.stderr
 
 
+@pytest.mark.parametrize(
+    "setting, words",
+    [
+        ({"activation": "relu"}, "unknown density activation 'relu'"),
+        ({"anneal": "cosine"}, "unknown t anneal 'cosine'"),
+        ({"lr_typo": 0.1}, "unknown settings lr_typo"),
+    ],
+)
+def test_bad_preset_settings_are_one_line_and_exit_2(setting, words, tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({**FAST, **setting}))
+    result = _cli("--prompt", "a red chair", "--preset", str(path), "--out", str(tmp_path / "o"))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and words in lines[0], result.stderr
+
+
 def test_resume_without_checkpoint_and_cuda_without_cuda(tmp_path):
     result = _cli("--prompt", "a red chair", "--resume", "--out", str(tmp_path))
     assert result.returncode == 2 and "--resume: no checkpoint at" in result.stderr

@@ -9,6 +9,7 @@ from generators.nerf.field import (
     NeRFField,
     field_preset,
     grid_backend,
+    trunc_exp,
 )
 
 
@@ -87,6 +88,26 @@ def test_initial_field_is_a_blob():
     assert centre.item() == pytest.approx(10.0, abs=0.5)  # softplus(10 + small MLP output)
     assert (edge < 1e-2).all() and (outside == 0).all()
     assert field.albedo(torch.zeros(4, 3)).shape == (4, 3)
+
+
+def test_exp_density_and_its_truncated_gradient():
+    x = torch.tensor([0.0, 2.0, 20.0], requires_grad=True)
+    y = trunc_exp(x)
+    y.sum().backward()
+    assert torch.allclose(y, x.detach().exp())
+    assert torch.allclose(x.grad, torch.tensor([0.0, 2.0, 15.0]).exp())
+    field = NeRFField(FieldConfig(activation="exp", blob_density=5.0))
+    with torch.no_grad():
+        centre = field.density(torch.zeros(1, 3))
+        rim = field.density(torch.tensor([[0.5, 0.0, 0.0]]))
+    assert centre.item() == pytest.approx(148.4, rel=0.05)  # e^5 at the origin
+    assert rim.item() == pytest.approx(1.0, rel=0.05)  # the blob bias crosses 0 at r = 0.5
+    # density and normals in one pass, differentiable in the field's parameters
+    sigma, _, normals = field.with_normals(0.3 * torch.eye(3), create_graph=True)
+    (sigma.sum() + normals.sum()).backward()
+    assert field.encoding.table.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="density activation 'relu'"):
+        NeRFField(FieldConfig(activation="relu"))
 
 
 @pytest.mark.parametrize("mode", ["autograd", "finite"])

@@ -10,6 +10,7 @@ from generators.nerf.render import (
     RenderConfig,
     ShadingConfig,
     composite,
+    distortion_terms,
     occupancy_grid,
     opaque_loss,
     pick_shading,
@@ -53,6 +54,35 @@ def test_two_sample_ray_by_hand():
     assert torch.allclose(out["rgb"], torch.tensor([[0.393469, 0.223130, 0.383400]]), atol=1e-6)
     assert out["opacity"].item() == pytest.approx(0.776870, abs=1e-6)
     assert out["depth"].item() == pytest.approx(0.385918, abs=1e-6)
+    # distortion: w_1 w_2 |0.25 - 0.75| * 2 + (w_1^2 + w_2^2) 0.5 / 3 = 0.150856 + 0.050302
+    assert out["distortion"].item() == pytest.approx(0.201158, abs=1e-6)
+
+
+def test_distortion_equals_the_pairwise_sum_and_prefers_surfaces():
+    g = torch.Generator().manual_seed(0)
+    edges = torch.sort(torch.rand(5, 17, generator=g), -1).values
+    t0, t1 = edges[:, :-1], edges[:, 1:]
+    w = volume_weights(torch.rand(5, 16, generator=g) * 8, t1 - t0)[0]
+    m = (t0 + t1) / 2
+    pairs = (w[:, :, None] * w[:, None] * (m[:, :, None] - m[:, None]).abs()).sum((1, 2))
+    brute = pairs + (w**2 * (t1 - t0)).sum(-1) / 3
+    before = torch.cumsum(w, -1) - w, torch.cumsum(w * m, -1) - w * m
+    fast = (w * distortion_terms(m, t1 - t0, w, *before)).sum(-1)
+    assert torch.allclose(fast, brute, atol=1e-6)
+    # the same opacity as one thin surface or as fog spread along the ray
+    o, d = torch.tensor([[-3.0, 0.0, 0.0]]), torch.tensor([[1.0, 0.0, 0.0]])
+    config = RenderConfig(samples=64, jitter=False, backend="torch")
+
+    def slab(width):
+        def field(points):
+            inside = points[:, 0].abs() < width / 2
+            return torch.where(inside, 3.0 / width, 0.0), torch.ones(len(points), 3)
+
+        return render_rays(field, o, d, config)
+
+    thin, fog = slab(0.125), slab(1.5)
+    assert thin["opacity"].item() == pytest.approx(fog["opacity"].item(), abs=1e-3)
+    assert thin["distortion"].item() < 0.05 < 0.2 < fog["distortion"].item()
 
 
 def test_ray_bounds_by_hand():
@@ -155,7 +185,7 @@ def test_regularisers_by_hand():
     out = render_rays(facing_away, o, d, RenderConfig(jitter=False, backend="torch"))
     assert out["orientation"].item() == pytest.approx(1 - math.exp(-2), abs=1e-6)
     loss, logs = regularisers(out)
-    assert set(logs) == {"sparsity", "opaque", "orient"}
+    assert set(logs) == {"sparsity", "opaque", "orient", "distortion"}
     assert loss.item() == pytest.approx(logs["sparsity"] + 10 * logs["orient"])
 
 
@@ -174,6 +204,7 @@ def test_render_image_of_the_initial_blob():
         "depth": (1, 1, 16, 16),
         "normals": (1, 3, 16, 16),
         "orientation": (1, 1, 16, 16),
+        "distortion": (1, 1, 16, 16),
     }
     assert all(torch.equal(out[k], again[k]) for k in out)
     opacity = out["opacity"][0, 0]
