@@ -7,11 +7,13 @@ the density field, and which catalogue variant a prompt's object is closest to.
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections.abc import Callable
 
 import torch
 
-from dream3d.cameras import Cameras
+from dream3d.cameras import CameraConfig, Cameras
 from scenes.catalogue import COLOURS, SHAPES
 from scenes.truth import occupancy, silhouette
 
@@ -62,3 +64,46 @@ def colour_error(rgb, colour: str) -> float:
 def nearest_colour(rgb) -> str:
     """The catalogue colour whose albedo is nearest to ``rgb`` (3,) in [0, 1]."""
     return min(COLOURS, key=lambda c: colour_error(rgb, c))
+
+
+def foreground(images: torch.Tensor, level: float = 0.2) -> torch.Tensor:
+    """(B, H, W) bool: pixels of images (B, 3, H, W) in [0, 1] whose darkest channel is more
+    than ``level`` below the white background (every catalogue albedo has one at <= 0.75)."""
+    return (1 - images).amax(1) > level
+
+
+def pose_grid(step: float = 7.5, config: CameraConfig | None = None) -> Cameras:
+    """Cameras on a grid over the toy world's distribution (default ``CameraConfig()``):
+    azimuth and elevation every ``step`` degrees, three radii."""
+    config = config or CameraConfig()
+    azimuths = torch.arange(-180.0, 180.0, step)
+    elevations = torch.arange(config.elevation[0], config.elevation[1] + 1e-6, step)
+    radii = torch.linspace(*config.radius, 3)
+    poses = torch.tensor(list(itertools.product(azimuths, elevations, radii)))
+    return Cameras(poses[:, 0], poses[:, 1], poses[:, 2], config.fov)
+
+
+@functools.cache
+def _pose_silhouettes(obj: str, size: int, step: float) -> tuple[list[str], torch.Tensor]:
+    """View captions (P,) of the pose grid and silhouettes (V, P, size^2) of obj's variants."""
+    cams = pose_grid(step)
+    variants = [k for k, s in SHAPES.items() if s.object == obj]
+    masks = torch.stack([silhouette(v, cams, size).reshape(len(cams), -1) for v in variants])
+    return cams.views(), masks
+
+
+def best_pose_iou(masks: torch.Tensor, obj: str, views: list[str], step: float = 7.5):
+    """(N,) IoU of each mask (N, H, W) with a true silhouette of ``obj`` (any variant) from the
+    best camera of ``pose_grid(step)`` whose view caption is ``views[i]``.
+
+    Applied to a teacher's 2D samples it bounds what a 3D object distilled from them can score
+    on silhouettes: a sample is matched to its most favourable pose, one sample at a time.
+    """
+    grid_views, truth = _pose_silhouettes(obj, masks.shape[-1], step)
+    scores = []
+    for mask, view in zip(masks.reshape(len(masks), -1), views):
+        keep = torch.tensor([v == view for v in grid_views])
+        t = truth[:, keep]  # (V, P', H W)
+        union = (t | mask).sum(-1).clamp(min=1)
+        scores.append(((t & mask).sum(-1) / union).max())
+    return torch.stack(scores)

@@ -58,6 +58,12 @@ def add_parsers(sub, positive_int) -> None:
     _sampling_args(ev)
     ev.add_argument("--n", type=positive_int, default=4, help="samples per prompt and view")
     ev.add_argument("--out", type=Path, default=Path("outputs/teacher-eval"))
+    ev.add_argument(
+        "--silhouettes",
+        action="store_true",
+        help="also score each sample's silhouette against the truth at its best-matching pose "
+        "(the most a NeRF distilled from this teacher can reach; ~1 min more)",
+    )
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
 
     judge = sub.add_parser("judge", help="the object/colour classifier that judges samples")
@@ -187,6 +193,8 @@ def evaluate(args) -> dict:
         objects += [obj] * len(cond)
         colours += [colour] * len(cond)
     metrics = accuracy(judge, torch.cat(images), objects, colours)
+    if args.silhouettes:
+        metrics |= silhouette_ceiling(torch.cat(images), objects, args.n)
     args.out.mkdir(parents=True, exist_ok=True)
     shown = [images[i * len(COLOURS) + i % len(COLOURS)] for i in range(len(OBJECTS))]
     names = [
@@ -202,6 +210,22 @@ def evaluate(args) -> dict:
     metrics["seconds"] = time.perf_counter() - t0
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def silhouette_ceiling(images: torch.Tensor, objects: list[str], n: int) -> dict:
+    """Mean best-pose silhouette IoU of samples (in [-1, 1], n per view in VIEWS order per
+    prompt), per object and over all."""
+    from scenes.score import best_pose_iou, foreground
+
+    views = [v for v in VIEWS for _ in range(n)]
+    per_object = {}
+    for obj in dict.fromkeys(objects):
+        rows = torch.tensor([o == obj for o in objects])
+        masks = foreground((images[rows] + 1) / 2)
+        scores = best_pose_iou(masks, obj, views * (len(masks) // len(views)))
+        per_object[obj] = round(float(scores.mean()), 4)
+    mean = sum(per_object.values()) / len(per_object)
+    return {"silhouette_ceiling": round(mean, 4), "silhouette_ceiling_per_object": per_object}
 
 
 def train_judge_cmd(args) -> dict:

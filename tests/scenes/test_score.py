@@ -2,14 +2,18 @@ import torch
 
 from dream3d.cameras import sample_cameras
 from scenes.catalogue import COLOURS
+from scenes.render import render_with_mask
 from scenes.score import (
+    best_pose_iou,
     best_variant,
     colour_error,
+    foreground,
     grid_points,
     iou,
     nearest_colour,
     occupancy_iou,
     occupied,
+    pose_grid,
     silhouette_iou,
 )
 from scenes.truth import occupancy, silhouette
@@ -54,3 +58,20 @@ def test_colours():
     assert nearest_colour(COLOURS["red"]) == "red"
     assert nearest_colour((0.8, 0.2, 0.15)) == "red"
     assert colour_error(COLOURS["blue"], "blue") < 1e-6
+
+
+def test_best_pose_iou_finds_the_pose_of_true_silhouettes_and_rejects_other_objects():
+    grid = pose_grid(step=15.0)
+    assert len(grid) == 24 * 7 * 3 and set(grid.views()) == {"front", "side", "back", "overhead"}
+    pick = torch.tensor([5, 200, 401])  # cameras on the grid: their own silhouettes score 1
+    on_grid = type(grid)(grid.azimuth[pick], grid.elevation[pick], grid.radius[pick], grid.fov)
+    views = on_grid.views()
+    masks = silhouette("chair-tall", on_grid)[:, 0]
+    assert best_pose_iou(masks, "chair", views, step=15.0).tolist() == [1.0, 1.0, 1.0]
+    # renders from random cameras (anti-aliased, between grid poses) still score high
+    cams = sample_cameras(6, torch.Generator().manual_seed(0))
+    images, _ = render_with_mask(["cube"] * 6, ["pink"] * 6, cams)
+    cube = best_pose_iou(foreground(images), "cube", cams.views(), step=15.0)
+    sphere = best_pose_iou(foreground(images), "sphere", cams.views(), step=15.0)
+    assert cube.min() > 0.85 and sphere.max() < cube.min()
+    assert best_pose_iou(masks & False, "chair", views, step=15.0).max() == 0.0
