@@ -119,3 +119,20 @@ def test_the_shipped_judge_scores_95_percent_on_fresh_renders():
         [list(COLOURS)[i] for i in col.tolist()],
     )
     assert acc["object"] >= 0.95 and acc["colour"] >= 0.95, acc
+
+
+def test_silhouette_ceiling_of_true_renders_is_high_per_object():
+    from dream3d.cameras import VIEWS, Cameras
+    from dream3d.cli.teacher import silhouette_ceiling
+    from scenes.render import render
+
+    az = torch.tensor([12.0, 83.0, 171.0, -31.0] * 2)  # between the grid's 7.5-degree poses
+    el = torch.tensor([19.0, 23.0, 16.0, 71.0] * 2)
+    cameras = Cameras(az, el, torch.full((8,), 2.75), 40.0)
+    assert cameras.views() == list(VIEWS) * 2
+    objects = ["sphere"] * 4 + ["cube"] * 4
+    images = render(objects, ["green"] * 8, cameras) * 2 - 1
+    result = silhouette_ceiling(images, objects, n=1)
+    per_object = result["silhouette_ceiling_per_object"]
+    assert set(per_object) == {"sphere", "cube"} and min(per_object.values()) > 0.85
+    assert result["silhouette_ceiling"] == pytest.approx(sum(per_object.values()) / 2, abs=1e-4)
