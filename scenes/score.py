@@ -100,10 +100,10 @@ def best_pose_iou(masks: torch.Tensor, obj: str, views: list[str], step: float =
     on silhouettes: a sample is matched to its most favourable pose, one sample at a time.
     """
     grid_views, truth = _pose_silhouettes(obj, masks.shape[-1], step)
+    keep = {view: torch.tensor([v == view for v in grid_views]) for view in set(views)}
     scores = []
     for mask, view in zip(masks.reshape(len(masks), -1), views):
-        keep = torch.tensor([v == view for v in grid_views])
-        t = truth[:, keep]  # (V, P', H W)
+        t = truth[:, keep[view]]  # (V, P', H W)
         union = (t | mask).sum(-1).clamp(min=1)
         scores.append(((t & mask).sum(-1) / union).max())
     return torch.stack(scores)

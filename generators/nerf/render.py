@@ -188,6 +188,15 @@ def distortion_terms(mid, width, weights, w_before, wm_before) -> torch.Tensor:
     return 2 * (mid * w_before - wm_before) + weights * width / 3
 
 
+def packed_exclusive_sum(x: torch.Tensor, rays: torch.Tensor, n_rays: int) -> torch.Tensor:
+    """sum_{j<i, same ray} x_j for packed samples x (N,) sorted by ray index ``rays`` (N,), as
+    nerfacc's sampling returns them; global prefix sums in float64 less each ray's offset."""
+    x64 = x.double()
+    per_ray = torch.zeros(n_rays, dtype=x64.dtype, device=x.device).index_add_(0, rays, x64)
+    offset = torch.cumsum(per_ray, 0) - per_ray  # the sum over all earlier rays
+    return (torch.cumsum(x64, 0) - x64 - offset[rays]).to(x.dtype)
+
+
 def composite(weights: torch.Tensor, values: torch.Tensor | None = None) -> torch.Tensor:
     """sum_i w_i v_i: weights (R, S), values (R, S, C) -> (R, C); no values: (R, 1) opacity."""
     if values is None:
@@ -311,10 +320,7 @@ def _render_packed(field_fn, density_fn, origins, dirs, config, shading, estimat
     )[0]
     accumulate = functools.partial(nerfacc.accumulate_along_rays, ray_indices=rays, n_rays=r)
     out = _outputs(accumulate, weights, t, fields, dirs[rays], shading, config)
-    before = (
-        nerfacc.exclusive_sum(weights, indices=rays),
-        nerfacc.exclusive_sum(weights * t, indices=rays),
-    )
+    before = packed_exclusive_sum(weights, rays, r), packed_exclusive_sum(weights * t, rays, r)
     terms = distortion_terms(t, t_ends - t_starts, weights, *before)
     out["distortion"] = accumulate(weights, terms[:, None])[:, 0]
     return out

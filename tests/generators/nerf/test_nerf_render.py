@@ -13,6 +13,7 @@ from generators.nerf.render import (
     distortion_terms,
     occupancy_grid,
     opaque_loss,
+    packed_exclusive_sum,
     pick_shading,
     ray_box,
     ray_sphere,
@@ -69,6 +70,11 @@ def test_distortion_equals_the_pairwise_sum_and_prefers_surfaces():
     before = torch.cumsum(w, -1) - w, torch.cumsum(w * m, -1) - w * m
     fast = (w * distortion_terms(m, t1 - t0, w, *before)).sum(-1)
     assert torch.allclose(fast, brute, atol=1e-6)
+    # the packed path's prefix sums (rays of different lengths, as occupancy culling leaves)
+    keep = torch.rand(5, 16, generator=g) < 0.7
+    rays = torch.arange(5)[:, None].expand(5, 16)[keep]
+    packed = packed_exclusive_sum(w[keep], rays, 5)
+    assert torch.allclose(packed, (torch.cumsum(w * keep, -1) - w)[keep], atol=1e-6)
     # the same opacity as one thin surface or as fog spread along the ray
     o, d = torch.tensor([[-3.0, 0.0, 0.0]]), torch.tensor([[1.0, 0.0, 0.0]])
     config = RenderConfig(samples=64, jitter=False, backend="torch")
