@@ -20,7 +20,7 @@ import yaml
 
 from dream3d.cli.run import DEFAULT_CFG, RunConfig, run, slug
 
-DEFAULT_PROMPTS = ("a chair", "a table", "a red sphere", "a blue cube")  # ~40 min on CPU
+DEFAULT_PROMPTS = ("a chair", "a table", "a red sphere", "a blue cube")  # ~24 min on CPU
 GUIDANCES = ("sds", "ikl")
 SCORES = ("silhouette_iou", "occupancy_iou", "chamfer", "colour_error")
 

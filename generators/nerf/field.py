@@ -14,9 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dream3d.diffusion import check_choice
+
 GridBackend = Literal["auto", "torch", "tcnn"]
 NormalMode = Literal["autograd", "finite"]
 Activation = Literal["softplus", "exp"]
+ACTIVATIONS = ("softplus", "exp")
 Preset = Literal["auto", "cpu", "cuda"]
 
 PRIMES = (1, 2654435761, 805459861)  # Instant-NGP's spatial hash, one prime per axis
@@ -160,6 +163,9 @@ class FieldConfig:
     normals: NormalMode = "autograd"  # -grad(density) by autograd or by central differences
     normal_step: float = 1e-2  # central-difference step, world units ("finite" only)
 
+    def __post_init__(self):
+        check_choice("density activation", self.activation, ACTIVATIONS)
+
 
 def field_preset(name: Preset = "auto", bound: float = 1.0) -> FieldConfig:
     """``cpu``: 8 x 2 levels, 2^14 table, max res 256, MLP 32 wide.
@@ -205,10 +211,6 @@ class NeRFField(nn.Module):
 
     def __init__(self, config: FieldConfig = FieldConfig(), seed: int = 0, device="cpu"):
         super().__init__()
-        if config.activation not in ("softplus", "exp"):
-            raise ValueError(
-                f"unknown density activation {config.activation!r}; use softplus or exp"
-            )
         self.config = config
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
