@@ -136,3 +136,21 @@ def test_silhouette_ceiling_of_true_renders_is_high_per_object():
     per_object = result["silhouette_ceiling_per_object"]
     assert set(per_object) == {"sphere", "cube"} and min(per_object.values()) > 0.85
     assert result["silhouette_ceiling"] == pytest.approx(sum(per_object.values()) / 2, abs=1e-4)
+
+
+def test_the_shipped_tiny_teacher_is_the_file_its_json_describes_and_draws_what_is_asked():
+    import hashlib
+
+    from dream3d.cameras import VIEWS
+    from dream3d.cli.world import TINY_WEIGHTS, load_tiny
+
+    record = json.loads(TINY_WEIGHTS.with_suffix(".json").read_text())
+    assert hashlib.sha256(TINY_WEIGHTS.read_bytes()).hexdigest() == record["sha256"]
+    teacher = load_tiny()
+    colours = list(COLOURS)
+    prompts = [(o, colours[i % len(colours)], VIEWS[i % len(VIEWS)]) for i, o in enumerate(OBJECTS)]
+    cond = teacher.encode_prompt([parse_prompt(f"a {c} {o}").caption(v) for o, c, v in prompts])
+    rng = torch.Generator().manual_seed(7)
+    images = ddim_sample(teacher, cond, (len(cond), 3, 32, 32), 20, 3.0, rng, clip_x0=1.0)
+    acc = accuracy(load_judge(), images, [o for o, _, _ in prompts], [c for _, c, _ in prompts])
+    assert acc["object"] >= 0.9 and acc["colour"] >= 0.9, acc  # 11 of the 12 prompts
