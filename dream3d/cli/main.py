@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 from dream3d.cli import teacher as teacher_cli
@@ -229,9 +230,7 @@ def _without_curves(metrics: dict) -> dict:
 def _check_writable(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".dream3d-write-test"
-        probe.touch()
-        probe.unlink()
+        tempfile.TemporaryFile(dir=out).close()  # a name of its own: commands may share OUT
     except OSError as err:
         raise ValueError(f"cannot write to {out}: {err.strerror}") from None
 

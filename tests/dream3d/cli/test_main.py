@@ -45,3 +45,17 @@ def test_help_explains_the_labs():
     result = _cli("lab", "--help")
     assert result.returncode == 0
     assert "mode coverage of IKL vs SDS" in result.stdout
+
+
+def test_commands_started_at_once_into_one_out_folder_all_pass_the_write_check(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dream3d.cli.main import _check_writable
+
+    def check(_):
+        for _ in range(200):
+            _check_writable(tmp_path)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(check, range(4)))  # re-raises a "cannot write" from any of them
+    assert list(tmp_path.iterdir()) == []
