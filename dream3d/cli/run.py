@@ -51,7 +51,7 @@ class RunConfig:
     fake_steps: int = 1  # IKL: fake-score steps per NeRF step
     fake_lr: float = 1e-4  # IKL: Adam learning rate of the fake score
     fake_warmup: int = 0  # IKL: extra fake-score steps before the first NeRF step
-    shading_warmup: int = 300  # albedo-only steps before random lambertian / textureless
+    shading_warmup: int = 150  # albedo-only steps before random lambertian / textureless
     sparsity: float = 1.0  # weight of the opacity penalty (DreamFusion)
     opaque: float = 0.0  # weight of the opacity binary entropy (pushes opacity to 0 or 1)
     orient: float = 10.0  # weight of the orientation loss (Ref-NeRF, DreamFusion)
