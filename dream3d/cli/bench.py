@@ -20,7 +20,8 @@ import yaml
 
 from dream3d.cli.run import DEFAULT_CFG, RunConfig, run, slug
 
-DEFAULT_PROMPTS = ("a chair", "a table", "a red sphere", "a blue cube")  # ~24 min on CPU
+# the default prompt set: ~30 min on 2 CPU cores (estimated from the README runs' times)
+DEFAULT_PROMPTS = ("a chair", "a table", "a red sphere", "a blue cube")
 GUIDANCES = ("sds", "ikl")
 SCORES = ("silhouette_iou", "occupancy_iou", "chamfer", "colour_error")
 
