@@ -21,14 +21,29 @@ GUIDANCES = ("sds", "ikl")
 COLUMNS = ("occupancy_iou", "silhouette_iou", "chamfer", "colour_error", "nearest_colour")
 
 
-def compare(config: RunConfig, seeds: list[int], out: Path, progress: bool = True) -> list[dict]:
-    """Run both guidances for every seed, then write the side-by-side files; returns the rows."""
+def compare(
+    config: RunConfig,
+    seeds: list[int],
+    out: Path,
+    progress: bool = True,
+    cfgs: dict[str, float] | None = None,
+    watch=None,
+    on_run=None,
+) -> list[dict]:
+    """Run both guidances for every seed, then write the side-by-side files; returns the rows.
+
+    ``cfgs``: a CFG scale per guidance (default: ``config.cfg`` for both, or each's default).
+    ``watch`` goes to every ``run``; ``on_run(config, out, metrics)`` hears of each finished run.
+    """
     rows = []
     for seed in seeds:
         for guidance in GUIDANCES:
-            one = replace(config, guidance=guidance, seed=seed, cfg=config_cfg(config, guidance))
-            metrics = run(one, out / f"{guidance}-{seed}", progress=progress)
+            cfg = (cfgs or {}).get(guidance, config_cfg(config, guidance))
+            one = replace(config, guidance=guidance, seed=seed, cfg=cfg)
+            metrics = run(one, out / f"{guidance}-{seed}", progress=progress, watch=watch)
             rows.append(row_of(metrics))
+            if on_run is not None:
+                on_run(one, out / f"{guidance}-{seed}", metrics)
     side_by_side_views(out, seeds)
     side_by_side_video(out, seeds)
     write_table(rows, out)

@@ -182,6 +182,37 @@ def run_nerf(args) -> dict:
     return metrics
 
 
+def _app_parser(sub) -> None:
+    app = sub.add_parser(
+        "app",
+        help="the Gradio app: SDS and IKL side by side in the browser",
+        description="Serves a page that runs `dream3d compare` for one prompt and seed, shows "
+        "both runs live, then their turntables, meshes (glb/obj/ply) and scores. Each job's "
+        "files go to OUT/compare-<prompt>-<seed>-<time>/. `python app.py` takes the same options.",
+    )
+    app.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    app.add_argument("--port", type=_positive_int, default=7860, help="default 7860")
+    app.add_argument("--share", action="store_true", help="a public gradio.live link (internet)")
+    app.add_argument(
+        "--concurrency", type=_positive_int, default=1, help="runs training at once (default 1)"
+    )
+    app.add_argument("--out", type=Path, default=Path("outputs/app"), help="default outputs/app")
+    app.add_argument("--preset", help="run preset: cpu | cuda or a .yaml file (default: by device)")
+    app.add_argument("--device", choices=["cpu", "cuda"], help="default cuda when available")
+
+
+def serve_app(args) -> None:
+    from dream3d.cli.app import AppConfig, serve
+    from dream3d.cli.run import load_config
+
+    app = AppConfig(out=args.out, preset=args.preset, concurrency=args.concurrency)
+    if args.device:
+        app.device = args.device
+    load_config("a chair", app.preset, {"device": app.device})  # a bad preset fails here
+    _check_writable(args.out)
+    serve(app, args.host, args.port, args.share)
+
+
 def build_parser() -> Parser:
     parser = Parser(
         prog="dream3d",
@@ -192,6 +223,7 @@ def build_parser() -> Parser:
     _run_parser(sub)
     _compare_parser(sub)
     _bench_parser(sub)
+    _app_parser(sub)
     teacher_cli.add_parsers(sub, _positive_int)
     return parser
 
@@ -246,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
             compare_nerf(args)
         elif args.command == "bench":
             bench_quality(args)
+        elif args.command == "app":
+            serve_app(args)
         else:
             if getattr(args, "out", None) is not None:
                 _check_writable(args.out)

@@ -7,16 +7,20 @@ of the exported mesh, and its mean colour against the asked one.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from dream3d.cameras import Cameras
 from dream3d.video import turntable_cameras, write_video
 
+_MATPLOTLIB = threading.Lock()  # its text layout is not thread-safe: the app draws as runs save
 VIEW_AZIMUTHS = (0.0, 45.0, 90.0, 135.0, 180.0, -135.0, -90.0, -45.0)  # views.png columns
 
 
@@ -55,15 +59,29 @@ def save_views(generator, path: Path, size: int = 64, samples: int = 64) -> None
 
 
 def save_progress(history: list[dict], path: Path) -> None:
+    """progress.png: ``progress_figure``."""
+    with _MATPLOTLIB:
+        progress_figure(history).savefig(path, dpi=100)
+
+
+def progress_image(history: list[dict], size=(6, 2.4)) -> np.ndarray:
+    """``progress_figure`` drawn: (H, W, 3) uint8 (the app's live curves)."""
+    with _MATPLOTLIB:
+        canvas = FigureCanvasAgg(progress_figure(history, size))
+        canvas.draw()
+        return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def progress_figure(history: list[dict], size=(8, 3)) -> Figure:
     """Loss and |g| against step (log scale)."""
-    fig = Figure(figsize=(8, 3))
+    fig = Figure(figsize=size)
     for i, key in enumerate(("loss", "grad_norm")):
         ax = fig.add_subplot(1, 2, i + 1)
         ax.plot([r["step"] for r in history], [max(r[key], 1e-12) for r in history], lw=0.8)
         ax.set(xlabel="step", ylabel=key, yscale="log")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    return fig
 
 
 def save_turntable(generator, out: Path, config, progress: bool) -> None:

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -150,8 +151,14 @@ def build(config: RunConfig):
     return spec, teacher, generator, guidance, cond_fn
 
 
-def run(config: RunConfig, out: Path, resume: bool = False, progress: bool = True) -> dict:
-    """Train, then write every output; returns metrics.json's content."""
+def run(
+    config: RunConfig, out: Path, resume: bool = False, progress: bool = True, watch=None
+) -> dict:
+    """Train, then write every output; returns metrics.json's content.
+
+    ``watch(config, row, generator)``, if given, sees every history row as it is logged, in the
+    training thread (the app draws live views with it); an exception it raises stops the run.
+    """
     if resume and not (out / "checkpoint.pt").is_file():
         raise ValueError(f"--resume: no checkpoint at {out / 'checkpoint.pt'}")
     spec, teacher, generator, guidance, cond_fn = build(config)
@@ -172,6 +179,7 @@ def run(config: RunConfig, out: Path, resume: bool = False, progress: bool = Tru
         guidance,
         train_config,
         cond_fn=cond_fn,
+        on_log=None if watch is None else partial(_watched, watch, config, generator),
         desc=f"{config.guidance} {spec.text}",
         checkpoint=out / "checkpoint.pt",
         resume=resume,
@@ -184,6 +192,11 @@ def run(config: RunConfig, out: Path, resume: bool = False, progress: bool = Tru
     metrics["seconds_per_step"] = round(train_seconds / config.steps, 4)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return metrics
+
+
+def _watched(watch, config: RunConfig, generator, step: int, row: dict) -> dict:
+    watch(config, row, generator)
+    return row
 
 
 def held_out_cameras(n: int = 16, seed: int = 12345) -> Cameras:

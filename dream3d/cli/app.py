@@ -1,0 +1,417 @@
+"""`dream3d app` / `python app.py`: SDS and IKL side by side in the browser (Gradio).
+
+"Run both" is `dream3d compare` for one seed, through the same code (compare -> run), with a
+CFG scale per guidance. Each run's views and loss/|g| curves update as it trains; then its
+turntable, mesh (viewer and glb/obj/ply downloads) and ground-truth scores appear. Results
+land in OUT/compare-<prompt-slug>-<seed>-<time>/, laid out as `dream3d compare` lays out its
+folder. Runs wait in Gradio's queue, which shows each waiting user their place; at most
+``concurrency`` train at once (1 by default on a CPU).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dream3d.cameras import Cameras
+
+GUIDANCES = ("sds", "ikl")
+STEPS = (1, 5000)  # the steps a run may ask for
+CFG_RANGE = (0.0, 200.0)
+RESOLUTIONS = {  # output settings on top of the device's preset (render size is the teacher's)
+    "draft": {"video_frames": 12, "video_size": 64, "video_samples": 16, "mesh_resolution": 48},
+    "standard": {},  # the preset's: 30 frames at 128 px, a 96^3 mesh grid
+    "high": {"video_frames": 60, "video_size": 256, "video_samples": 64, "mesh_resolution": 160},
+}
+PREVIEW_AZIMUTHS = (0.0, 90.0, 180.0, -90.0)  # the live views: front, side, back, other side
+PREVIEW_EVERY = 25  # steps between live views
+EXAMPLES = ["a chair", "a red chair", "a blue cube", "a red sphere", "a table", "a green mug"]
+TABLE = (
+    "guidance",
+    "seed",
+    "occupancy_iou",
+    "silhouette_iou",
+    "chamfer",
+    "colour_error",
+    "nearest_colour",
+    "train s",
+    "wall s",
+)
+
+
+@dataclass
+class AppConfig:
+    """How the app serves; `dream3d app --help` lists them."""
+
+    out: Path = Path("outputs/app")  # every job's folder goes here
+    preset: str | None = None  # run preset (scenes/presets name or .yaml); None: by device
+    concurrency: int = 1  # runs training at once
+    device: str = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Cancelled(Exception):
+    """The page that started a run went away or pressed Stop."""
+
+
+@dataclass
+class Side:
+    """What the page shows of one guidance's run."""
+
+    history: list[dict] = field(default_factory=list)
+    preview: np.ndarray | None = None  # (H, W, 3) uint8: the live views
+    state: str = "waiting"  # waiting | training | writing | done
+    out: Path | None = None
+    metrics: dict | None = None
+    wall: float = 0.0  # seconds from its start to its last file
+
+
+def app_config(
+    app: AppConfig,
+    prompt: str,
+    teacher: str,
+    steps,
+    seed,
+    cfg_sds,
+    cfg_ikl,
+    resolution: str,
+):
+    """(RunConfig, cfg per guidance) from the page's inputs; ValueError with a readable reason."""
+    from dream3d.cli.run import load_config
+    from scenes.prompts import parse_prompt
+
+    parse_prompt(prompt)  # empty or out-of-vocabulary prompts end here
+    steps = _number("steps", steps, *STEPS, integer=True)
+    seed = _number("seed", seed, 0, 2**31 - 1, integer=True)
+    cfgs = {
+        g: _number(f"{g.upper()} CFG scale", v, *CFG_RANGE)
+        for g, v in zip(GUIDANCES, (cfg_sds, cfg_ikl))
+    }
+    if resolution not in RESOLUTIONS:
+        raise ValueError(f"unknown resolution {resolution!r}; choose from {', '.join(RESOLUTIONS)}")
+    if teacher not in ("tiny", "oracle"):
+        raise ValueError(f"unknown teacher {teacher!r}; choose tiny or oracle")
+    overrides = {"teacher": teacher, "steps": steps, "seed": seed, "device": app.device}
+    config = load_config(prompt, app.preset, overrides | RESOLUTIONS[resolution])
+    return config, cfgs
+
+
+def _number(name: str, value, lo: float, hi: float, integer: bool = False):
+    """``value`` as a number in [lo, hi], else a ValueError that says so."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not lo <= number <= hi:  # NaN and inf too
+        got = f"{number:.10g}" if number is not None else repr(value)
+        raise ValueError(f"{name} must be from {lo:.10g} to {hi:.10g}, got {got}")
+    if integer and number != int(number):
+        raise ValueError(f"{name} must be a whole number, got {number:.10g}")
+    return int(number) if integer else number
+
+
+def job_folder(root: Path, config) -> Path:
+    """A new folder root/compare-<slug>-<seed>-<time>[-n] of its own."""
+    from dream3d.cli.run import slug
+
+    stem = f"compare-{slug(config.prompt)}-{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for n in range(1000):
+        path = root / (stem if n == 0 else f"{stem}-{n}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise ValueError(f"cannot make a new folder in {root}")
+
+
+class PairRun:
+    """SDS then IKL on one seed (``dream3d compare``) in a thread of its own.
+
+    The page polls it with ``wait``; ``stop`` ends training at the next logged step.
+    ``slots`` bounds how many pair runs train at once, cancelled ones included.
+    """
+
+    def __init__(self, config, cfgs: dict, out: Path, slots: threading.Semaphore):
+        self.config, self.cfgs, self.out, self.slots = config, cfgs, out, slots
+        self.sides = {g: Side() for g in GUIDANCES}
+        self.stop = threading.Event()
+        self.changed = threading.Condition()
+        self.version = 0
+        self.error: str | None = None
+        self.done = False
+        self.started = time.perf_counter()
+        self._run_start = self.started
+        self.thread = threading.Thread(target=self._main, name=f"dream3d {out.name}", daemon=True)
+
+    def start(self) -> PairRun:
+        self.thread.start()
+        return self
+
+    def _main(self) -> None:
+        from dream3d.cli.compare import compare
+
+        try:
+            with self.slots:
+                if self.stop.is_set():
+                    raise Cancelled
+                self._run_start = time.perf_counter()
+                compare(
+                    self.config,
+                    [self.config.seed],
+                    self.out,
+                    progress=False,
+                    cfgs=self.cfgs,
+                    watch=self._watch,
+                    on_run=self._on_run,
+                )
+        except Cancelled:
+            self.error = "cancelled"
+        except Exception as err:  # shown in this user's page; other runs go on
+            self.error = (
+                f"{type(err).__name__}: {err}" if not isinstance(err, ValueError) else str(err)
+            )
+        finally:
+            self.done = True
+            self._bump()
+
+    def _watch(self, config, row: dict, generator) -> None:
+        if self.stop.is_set():
+            raise Cancelled
+        side = self.sides[config.guidance]
+        side.state = "training" if row["step"] < config.steps - 1 else "writing"
+        side.history.append(row)
+        if row["step"] % PREVIEW_EVERY == 0 or row["step"] == config.steps - 1:
+            side.preview = preview(generator)
+        self._bump()
+
+    def _on_run(self, config, out: Path, metrics: dict) -> None:
+        side = self.sides[config.guidance]
+        side.state, side.out, side.metrics = "done", out, metrics
+        side.wall = time.perf_counter() - self._run_start
+        self._run_start = time.perf_counter()
+        self._bump()
+
+    def _bump(self) -> None:
+        with self.changed:
+            self.version += 1
+            self.changed.notify_all()
+
+    def wait(self, seen: int, timeout: float = 1.0) -> int:
+        """The version after something changed since ``seen``, or after ``timeout`` seconds."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.version != seen or self.done, timeout)
+            return self.version
+
+
+def preview(generator, size: int = 64, samples: int = 32) -> np.ndarray:
+    """The field's albedo from PREVIEW_AZIMUTHS, side by side: (size, 4 size, 3) uint8."""
+    from dream3d.cli.outputs import render_views
+    from dream3d.video import to_uint8
+
+    n = len(PREVIEW_AZIMUTHS)
+    cams = Cameras(
+        torch.tensor(PREVIEW_AZIMUTHS), torch.full((n,), 15.0), torch.full((n,), 2.8), 40
+    )
+    was_training = generator.training
+    generator.eval()
+    rgb, _ = render_views(generator, cams, size, samples)
+    generator.train(was_training)
+    return np.concatenate(list(to_uint8(rgb)), axis=1)
+
+
+def status_line(job: PairRun) -> str:
+    """One line of where the pair stands: each side's step, speed and state."""
+    parts = []
+    for g, side in job.sides.items():
+        if side.state == "training" and side.history:
+            row = side.history[-1]
+            per_step = row["time"] / (row["step"] + 1)
+            left = per_step * (job.config.steps - row["step"] - 1)
+            parts.append(
+                f"**{g.upper()}** step {row['step'] + 1}/{job.config.steps}, "
+                f"{per_step:.2f} s/step, about {left:.0f} s left"
+            )
+        else:
+            parts.append(f"**{g.upper()}** {side.state}")
+    return " · ".join(parts) + f" · {time.perf_counter() - job.started:.0f} s · `{job.out}`"
+
+
+def score_rows(job: PairRun) -> list[list]:
+    """The table: one row per finished run."""
+    from dream3d.cli.compare import row_of
+
+    rows = []
+    for side in job.sides.values():
+        if side.metrics is not None:
+            row = row_of(side.metrics)
+            rows.append([*row.values(), round(side.wall, 1)])
+    return rows
+
+
+def build_app(app: AppConfig):
+    """The Gradio Blocks page."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: offline first
+    import gradio as gr
+
+    from dream3d.cli.run import DEFAULT_CFG, load_config
+
+    slots = threading.Semaphore(app.concurrency)
+    default_steps = load_config("a chair", app.preset, {"device": app.device}).steps
+    with gr.Blocks(title="dream3d: SDS vs IKL") as page:
+        gr.Markdown(
+            "# dream3d: SDS vs IKL, same prompt, same seed\n"
+            "A NeRF trained by score distillation (SDS, DreamFusion) next to one trained by "
+            "integral KL (IKL, Diff-Instruct) on the same teacher, scored against the exact "
+            "ground truth of the toy world."
+        )
+        with gr.Row():
+            prompt = gr.Textbox(
+                label="prompt", placeholder="e.g. a red chair", scale=3, elem_id="prompt"
+            )
+            teacher = gr.Dropdown(
+                ["tiny", "oracle"],
+                value="tiny",
+                label="teacher",
+                info="tiny: the shipped UNet; oracle: the exact denoiser",
+            )
+            resolution = gr.Radio(
+                list(RESOLUTIONS),
+                value="standard",
+                label="outputs",
+                info="turntable and mesh resolution",
+                elem_id="outputs",
+            )
+        gr.Examples(EXAMPLES, inputs=[prompt], label="catalogue prompts")
+        with gr.Row():
+            steps = gr.Number(
+                default_steps, precision=0, label=f"steps ({STEPS[0]}-{STEPS[1]})", elem_id="steps"
+            )
+            seed = gr.Number(0, precision=0, label="seed")
+            cfg_sds = gr.Number(DEFAULT_CFG["sds"], label="SDS CFG scale")
+            cfg_ikl = gr.Number(DEFAULT_CFG["ikl"], label="IKL CFG scale")
+        with gr.Row():
+            go = gr.Button("Run both", variant="primary", elem_id="run-both")
+            stop = gr.Button("Stop", variant="stop")
+        status = gr.Markdown("Ready.", elem_id="status")
+        table = gr.Dataframe(
+            headers=list(TABLE),
+            label="ground-truth scores and wall time",
+            elem_id="scores",
+            interactive=False,
+        )
+        panes = {}
+        with gr.Row():
+            for g in GUIDANCES:
+                with gr.Column(elem_id=f"pane-{g}"):
+                    panes[g] = _pane(gr, g)
+        outputs = [status, table] + [c for pane in panes.values() for c in pane.values()]
+
+        def run_both(prompt, teacher, steps, seed, cfg_sds, cfg_ikl, resolution):
+            try:
+                config, cfgs = app_config(
+                    app, prompt, teacher, steps, seed, cfg_sds, cfg_ikl, resolution
+                )
+                out = job_folder(app.out, config)
+            except (ValueError, TypeError) as err:
+                raise gr.Error(str(err), print_exception=False) from None
+            job = PairRun(config, cfgs, out, slots).start()
+            try:
+                yield from _updates(gr, job, status, table, panes)
+            finally:
+                job.stop.set()  # the page went away or pressed Stop: training ends at its next row
+            if job.error is not None:
+                raise gr.Error(f"the run stopped: {job.error}", print_exception=False)
+
+        inputs = [prompt, teacher, steps, seed, cfg_sds, cfg_ikl, resolution]
+        event = gr.on(
+            [go.click, prompt.submit], run_both, inputs, outputs, api_name="run_both",
+            concurrency_limit=app.concurrency,
+        )  # fmt: skip
+        stop.click(None, cancels=[event], api_name=False)
+    return page
+
+
+def _pane(gr, guidance: str) -> dict:
+    """One guidance's column: live views and curves, then video, mesh and downloads."""
+    name = guidance.upper()
+    gr.Markdown(f"## {name}")
+    pane = {
+        "live": gr.Image(label=f"{name}: views while training", type="numpy", height=160),
+        "curves": gr.Image(label=f"{name}: loss and |g|", type="numpy", height=200),
+        "video": gr.Video(label=f"{name}: turntable", autoplay=True, loop=True, height=280),
+        "mesh": gr.Model3D(label=f"{name}: mesh", height=320),
+    }
+    with gr.Row():
+        for ext in ("glb", "obj", "ply"):
+            pane[ext] = gr.DownloadButton(f"{name} mesh.{ext}", visible=False, size="sm")
+    return pane
+
+
+def _updates(gr, job: PairRun, status, table, panes):
+    """Yield the page's changes until the job ends: live views, curves, then files and scores.
+
+    The last update holds every output, so an API client's result is the whole page.
+    """
+    seen, shown = -1, {g: (0, None) for g in GUIDANCES}
+    while True:
+        version = job.wait(seen)
+        final = job.done
+        update = {status: status_line(job)}
+        if version != seen or final:
+            seen = version
+            for g, side in job.sides.items():
+                update.update(_side_update(gr, panes[g], side, shown[g], final))
+                shown[g] = (len(side.history), side.out)
+            update[table] = score_rows(job)
+        yield update
+        if final:
+            return
+
+
+def _side_update(gr, pane: dict, side: Side, shown: tuple, everything: bool) -> dict:
+    """What changed in one pane since it showed ``shown`` = (history rows, out folder)."""
+    from dream3d.cli.outputs import progress_image
+
+    update = {}
+    if side.history and (everything or len(side.history) != shown[0]):
+        update[pane["curves"]] = progress_image(side.history)
+        update[pane["live"]] = side.preview
+    if side.out is not None and (everything or shown[1] is None):
+        update.update(_finished(gr, pane, side.out))
+    return update
+
+
+def _finished(gr, pane: dict, out: Path) -> dict:
+    """A finished run's video, mesh viewer and download buttons."""
+    update = {pane["video"]: str(out / "turntable.mp4"), pane["mesh"]: str(out / "mesh.glb")}
+    for ext in ("glb", "obj", "ply"):
+        update[pane[ext]] = gr.DownloadButton(value=str(out / f"mesh.{ext}"), visible=True)
+    return update
+
+
+def serve(
+    app: AppConfig,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    share: bool = False,
+    block: bool = True,
+):
+    """Start the app; with ``block=False`` return the running Blocks (tests)."""
+    app.out.mkdir(parents=True, exist_ok=True)
+    page = build_app(app)
+    page.queue(default_concurrency_limit=app.concurrency)
+    page.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        allowed_paths=[str(app.out.resolve())],
+        prevent_thread_lock=not block,
+        quiet=not block,
+    )
+    return page

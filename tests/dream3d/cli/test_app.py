@@ -1,0 +1,222 @@
+"""The Gradio app, driven as users drive it: gradio_client, and Chromium for the page."""
+
+import json
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import trimesh
+import yaml
+
+pytest.importorskip("gradio")
+from gradio_client import Client  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+from gradio_client.utils import Status  # noqa: E402
+
+from dream3d.cli.app import TABLE, AppConfig, serve  # noqa: E402
+
+FAST = {  # the preset of these tests: a few seconds of training, every output
+    "steps": 8,
+    "samples": 16,
+    "shading_warmup": 4,
+    "save_every": 4,
+}
+ARGS = {"teacher": "oracle", "steps": 8, "seed": 0, "cfg_sds": 20, "cfg_ikl": 7.5}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """The app on a free port with the test preset; yields (url, its output root)."""
+    root = tmp_path_factory.mktemp("app")
+    preset = root / "fast.yaml"
+    preset.write_text(yaml.safe_dump(FAST))
+    port = _free_port()
+    page = serve(AppConfig(out=root / "out", preset=str(preset)), port=port, block=False)
+    yield f"http://127.0.0.1:{port}/", root / "out"
+    page.close()
+
+
+def _submit(url: str, prompt: str, **kw):
+    args = ARGS | kw
+    client = Client(url, verbose=False)
+    return client.submit(prompt, *args.values(), "draft", api_name="/run_both")
+
+
+def _pair_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("dream3d compare-")]
+
+
+def test_two_clients_at_once_both_get_two_meshes_and_two_score_rows(app):
+    """The second waits in the queue (concurrency 1) and says its place; both finish."""
+    url, root = app
+    first = _submit(url, "a red cube")
+    second = _submit(url, "a blue sphere", seed=3)
+    ranks = set()
+    while not first.done():
+        status = second.status()
+        if status.code == Status.IN_QUEUE:
+            ranks.add(status.rank)
+        time.sleep(0.2)
+    assert ranks == {0}  # waited, first in line, while the first job ran
+    for job, prompt, seed in ((first, "a red cube", 0), (second, "a blue sphere", 3)):
+        status, table, *panes = job.result(timeout=600)
+        assert "**SDS** done · **IKL** done" in status
+        folder = root / status.rsplit("`", 2)[1].split("/")[-1]
+        assert table["headers"] == list(TABLE) and len(table["data"]) == 2
+        for row, guidance, pane in zip(table["data"], ("sds", "ikl"), (panes[:7], panes[7:])):
+            metrics = json.loads((folder / f"{guidance}-{seed}" / "metrics.json").read_text())
+            assert metrics["prompt"] == prompt and metrics["steps"] == ARGS["steps"]
+            truth = metrics["truth"]
+            assert row[:7] == [guidance, seed] + [truth.get(k, "") for k in TABLE[2:7]]
+            assert row[7] == metrics["train_seconds"] < row[8]  # training, then the outputs
+            live, curves, video, mesh, *downloads = pane
+            assert Path(video).suffix == ".mp4" and Path(video).stat().st_size > 1000
+            glb = trimesh.load(mesh, force="mesh")
+            assert len(glb.vertices) == metrics["mesh"]["vertices"] > 0
+            assert [Path(d["value"]).name for d in downloads] == [
+                "mesh.glb",
+                "mesh.obj",
+                "mesh.ply",
+            ]
+        assert (folder / "compare.md").is_file() and (folder / "compare.mp4").is_file()
+
+
+def test_a_cancelled_client_stops_its_run_and_the_app_goes_on_serving(app):
+    url, root = app
+    job = _submit(url, "a table", steps=2000)
+    deadline = time.time() + 120
+    while job.status().code != Status.ITERATING and time.time() < deadline:
+        time.sleep(0.2)
+    assert _pair_threads(), "the run started"
+    job.cancel()
+    deadline = time.time() + 60
+    while _pair_threads() and time.time() < deadline:
+        time.sleep(0.5)
+    assert not _pair_threads(), "training stopped"
+    (folder,) = root.glob("compare-a-table-*")
+    assert not (folder / "sds-0" / "metrics.json").exists() and not (folder / "ikl-0").exists()
+    with pytest.raises(AppError, match="steps must be from 1 to 5000, got 0"):
+        _submit(url, "a chair", steps=0).result(timeout=60)
+
+
+@pytest.mark.parametrize(
+    "prompt, kw, words",
+    [
+        ("", {}, "the prompt is empty"),
+        ("a purple xylophone", {}, "not in the toy world's vocabulary (objects: chair"),
+        ("a chair", {"steps": 0}, "steps must be from 1 to 5000, got 0"),
+        ("a chair", {"steps": 9000}, "steps must be from 1 to 5000, got 9000"),
+        ("a chair", {"seed": -1}, "seed must be from 0 to 2147483647, got -1"),
+        ("a chair", {"cfg_ikl": -1}, "IKL CFG scale must be from 0 to 200"),
+    ],
+)
+def test_bad_input_is_a_message_and_the_app_answers_the_next_request(app, prompt, kw, words):
+    url, _ = app
+    with pytest.raises(AppError) as err:
+        _submit(url, prompt, **kw).result(timeout=120)
+    assert words in str(err.value)
+
+
+def _chromium(webgl: bool):
+    """Selenium's Chrome driver on Debian's chromium (no downloads), headless.
+
+    Without ``webgl`` the mesh viewers draw nothing and cost no CPU (tests: runs go faster).
+    """
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    browser, driver = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+    if not (browser.is_file() and driver.is_file()):
+        if os.environ.get("DREAM3D_NEEDS_BROWSER"):  # CI installs them: missing is a failure
+            pytest.fail("chromium and chromedriver are not installed (apt install chromium-driver)")
+        pytest.skip("needs Debian's chromium and chromium-driver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(browser)
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+        *([] if webgl else ["--disable-gpu", "--disable-software-rasterizer"]),
+    ):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service(str(driver)), options=options)
+
+
+def run_in_browser(
+    url: str, prompt: str, screenshot: Path, outputs="standard", wait=600, webgl=True
+):
+    """Type the prompt, click "Run both", wait for both result panes, save a full-page shot.
+
+    Returns the page's score table: a list of rows of cell texts.
+    """
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = _chromium(webgl)
+    try:
+        driver.get(url)
+        until = WebDriverWait(driver, wait, poll_frequency=0.5).until
+        box = until(lambda d: d.find_element(By.CSS_SELECTOR, "#prompt textarea"))
+        box.send_keys(prompt)
+        driver.find_element(By.CSS_SELECTOR, f"#outputs input[value='{outputs}']").click()
+        driver.find_element(By.ID, "run-both").click()
+        for pane in ("pane-sds", "pane-ikl"):  # the turntable and the mesh viewer of each
+            until(lambda d, p=pane: d.find_elements(By.CSS_SELECTOR, f"#{p} video"))
+            until(lambda d, p=pane: d.find_elements(By.CSS_SELECTOR, f"#{p} canvas"))
+        until(
+            lambda d: (
+                "**" not in d.find_element(By.ID, "status").text
+                and "IKL done" in d.find_element(By.ID, "status").text
+            )
+        )
+        rows = [
+            [cell.text for cell in row.find_elements(By.CSS_SELECTOR, "[role=gridcell]")]
+            for row in driver.find_elements(By.CSS_SELECTOR, "#scores [role=row].virtual-row")
+        ]
+        time.sleep(2)  # let the mesh viewers draw
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(1400, height)
+        time.sleep(1)
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(screenshot))
+        return rows
+    finally:
+        driver.quit()
+
+
+def test_in_chromium_a_prompt_and_run_both_give_both_result_panes(app, tmp_path):
+    url, _ = app
+    shot = tmp_path / "app.png"
+    rows = run_in_browser(url, "a blue cube", shot, "draft", wait=300, webgl=False)
+    assert [row[:2] for row in rows] == [["sds", "0"], ["ikl", "0"]]
+    assert all(0 <= float(row[3]) <= 1 for row in rows)  # silhouette IoU
+    from PIL import Image
+
+    with Image.open(shot) as image:
+        assert image.width == 1400 and image.height > 1000
+
+
+if __name__ == "__main__":  # the README's screenshot: python tests/dream3d/cli/test_app.py OUT.png
+    import sys
+
+    port = _free_port()
+    page = serve(AppConfig(), port=port, block=False)
+    print(
+        run_in_browser(
+            f"http://127.0.0.1:{port}/",
+            sys.argv[2] if len(sys.argv) > 2 else "a red chair",
+            Path(sys.argv[1]),
+            wait=1800,
+        )
+    )
+    page.close()
