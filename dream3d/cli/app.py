@@ -22,6 +22,7 @@ import torch
 from dream3d.cameras import Cameras
 
 GUIDANCES = ("sds", "ikl")
+EMBEDDED = ("tiny", "oracle")  # the teachers that need no model files
 STEPS = (1, 5000)  # the steps a run may ask for
 CFG_RANGE = (0.0, 200.0)
 RESOLUTIONS = {  # output settings on top of the device's preset (render size is the teacher's)
@@ -94,11 +95,23 @@ def app_config(
     }
     if resolution not in RESOLUTIONS:
         raise ValueError(f"unknown resolution {resolution!r}; choose from {', '.join(RESOLUTIONS)}")
-    if teacher not in ("tiny", "oracle"):
-        raise ValueError(f"unknown teacher {teacher!r}; choose tiny or oracle")
+    if not teacher or not str(teacher).strip():
+        raise ValueError("choose a teacher: tiny, oracle, or a Stable Diffusion model")
     overrides = {"teacher": teacher, "steps": steps, "seed": seed, "device": app.device}
+    if teacher not in EMBEDDED:  # a Stable Diffusion model: a Hub id or a diffusers folder
+        from dream3d.teachers.stable_diffusion import locate
+
+        locate(teacher)  # one not on this machine ends here
+        overrides.update(teacher="sd", model=teacher)
     config = load_config(prompt, app.preset, overrides | RESOLUTIONS[resolution])
     return config, cfgs
+
+
+def teacher_choices() -> list[str]:
+    """The embedded teachers, then the Stable Diffusion models in the Hugging Face cache."""
+    from dream3d.teachers.stable_diffusion import cached_models
+
+    return [*EMBEDDED, *cached_models()]
 
 
 def _number(name: str, value, lo: float, hi: float, integer: bool = False):
@@ -275,10 +288,12 @@ def build_app(app: AppConfig):
                 label="prompt", placeholder="e.g. a red chair", scale=3, elem_id="prompt"
             )
             teacher = gr.Dropdown(
-                ["tiny", "oracle"],
+                teacher_choices(),
                 value="tiny",
                 label="teacher",
-                info="tiny: the shipped UNet; oracle: the exact denoiser",
+                info="tiny: the shipped UNet; oracle: the exact denoiser; or a Stable "
+                "Diffusion model on this machine (Hub id or folder)",
+                allow_custom_value=True,
             )
             resolution = gr.Radio(
                 list(RESOLUTIONS),

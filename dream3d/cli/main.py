@@ -75,8 +75,7 @@ def _run_parser(sub) -> None:
     )
     run.add_argument("--prompt", required=True, help='e.g. "a chair" or "a red chair"')
     run.add_argument("--guidance", choices=sorted(GUIDANCES), help="default ikl")
-    run.add_argument("--teacher", choices=["tiny", "oracle"], help="default tiny (shipped)")
-    run.add_argument("--weights", help="tiny teacher file (default: the shipped one)")
+    _teacher_options(run)
     run.add_argument("--steps", type=_positive_int, help="NeRF steps (preset: 600 on cpu)")
     run.add_argument("--seed", type=int, help="random seed (default 0)")
     run.add_argument("--out", type=Path, help="default outputs/<prompt>-<guidance>-<seed>")
@@ -93,10 +92,24 @@ def _run_parser(sub) -> None:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _teacher_options(p) -> None:
+    p.add_argument(
+        "--teacher",
+        choices=["tiny", "oracle", "sd"],
+        help="tiny: the shipped UNet (default); oracle: the exact denoiser of true renders; "
+        "sd: Stable Diffusion (--model)",
+    )
+    p.add_argument("--weights", help="tiny teacher file (default: the shipped one)")
+    p.add_argument(
+        "--model",
+        help="sd: a Hub id already in the local Hugging Face cache, or a diffusers folder "
+        "(default stable-diffusion-v1-5/stable-diffusion-v1-5); nothing is downloaded",
+    )
+
+
 def _nerf_options(p) -> None:
     """The settings every multi-run NeRF command shares with `dream3d run`."""
-    p.add_argument("--teacher", choices=["tiny", "oracle"], help="default tiny (shipped)")
-    p.add_argument("--weights", help="tiny teacher file (default: the shipped one)")
+    _teacher_options(p)
     p.add_argument("--steps", type=_positive_int, help="NeRF steps of every run")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default cpu")
     p.add_argument("--preset", help="cpu | cuda (scenes/presets) or a .yaml file")
@@ -121,7 +134,8 @@ def compare_nerf(args) -> dict:
     from dream3d.cli.compare import compare
     from dream3d.cli.run import load_config, slug
 
-    overrides = {k: getattr(args, k) for k in ("teacher", "weights", "steps", "device", "cfg")}
+    keys = ("teacher", "weights", "model", "steps", "device", "cfg")
+    overrides = {k: getattr(args, k) for k in keys}
     config = load_config(args.prompt, args.preset, overrides)
     config.cfg = args.cfg  # None: each guidance its own default
     out = args.out or Path("outputs") / f"compare-{slug(args.prompt)}"
@@ -154,7 +168,7 @@ def bench_quality(args) -> dict:
     from scenes.prompts import parse_prompt
 
     prompts = read_prompts(args.prompts)
-    overrides = {k: getattr(args, k) for k in ("teacher", "weights", "steps", "device")}
+    overrides = {k: getattr(args, k) for k in ("teacher", "weights", "model", "steps", "device")}
     for prompt in prompts:  # bad prompts fail before any run starts
         parse_prompt(prompt)
     base = load_config(prompts[0], args.preset, overrides)
@@ -168,10 +182,8 @@ def bench_quality(args) -> dict:
 def run_nerf(args) -> dict:
     from dream3d.cli.run import default_out, load_config, run
 
-    overrides = {
-        name: getattr(args, name)
-        for name in ("guidance", "teacher", "weights", "steps", "seed", "device", "cfg", "lr")
-    }
+    names = ("guidance", "teacher", "weights", "model", "steps", "seed", "device", "cfg", "lr")
+    overrides = {name: getattr(args, name) for name in names}
     overrides.update(batch=args.batch, fake_steps=args.fake_steps, t_range=args.t_range)
     config = load_config(args.prompt, args.preset, overrides)
     out = args.out or default_out(config)

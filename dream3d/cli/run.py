@@ -32,8 +32,9 @@ class RunConfig:
 
     prompt: str
     guidance: str = "ikl"  # sds | ikl
-    teacher: str = "tiny"  # tiny (shipped UNet) | oracle (exact denoiser of true renders)
+    teacher: str = "tiny"  # tiny (shipped UNet) | oracle (exact denoiser of true renders) | sd
     weights: str | None = None  # tiny teacher file; None: the shipped one
+    model: str | None = None  # sd: a Hub id (already in the local cache) or a diffusers folder
     seed: int = 0  # seeds the field, cameras, t, noise and shading
     device: str = "cpu"  # cpu | cuda
     steps: int = 600  # NeRF optimisation steps
@@ -113,6 +114,11 @@ def build(config: RunConfig):
     if config.teacher == "oracle":
         teacher = oracle_teacher(spec, config.size, per_view=64, seed=config.seed)
         fake = "unet"
+    elif config.teacher == "sd":
+        from dream3d.teachers.stable_diffusion import DEFAULT_MODEL, StableDiffusionTeacher
+
+        teacher = StableDiffusionTeacher.load(config.model or DEFAULT_MODEL, config.device)
+        fake = "teacher"  # a copy of its UNet, on the VAE's latents
     else:
         teacher = load_tiny(config.weights, config.device)
         fake = "teacher"

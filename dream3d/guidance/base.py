@@ -79,6 +79,12 @@ class Guidance:
         eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
         return t.to(x0.device), eps
 
+    def to_teacher(self, x0: torch.Tensor) -> torch.Tensor:
+        """Samples in the teacher's space: a latent teacher's ``encode_images`` (differentiable),
+        else as they are."""
+        encode = getattr(self.teacher, "encode_images", None)
+        return x0 if encode is None else encode(x0)
+
     def eps_fake(self, x_t, t, cond, x0, eps) -> torch.Tensor:
         raise NotImplementedError
 
@@ -105,6 +111,7 @@ class Guidance:
 
     def loss(self, x0, cond=None, progress: float = 0.0, generator=None):
         """Draw t and eps, compute g and return the injected loss with its logs."""
+        x0 = self.to_teacher(x0)
         t, eps = self.draw(x0, progress, generator)
         g, logs = self.grad(x0.detach(), t, eps, cond)
         logs["t"] = float(t.float().mean())

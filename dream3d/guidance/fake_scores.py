@@ -51,7 +51,11 @@ class MLPScore(nn.Module):
 
 
 class TeacherCopy(nn.Module):
-    """A trainable deep copy of a network teacher, so p_g starts as q (Diff-Instruct, Alg. 1)."""
+    """A trainable deep copy of a network teacher, so p_g starts as q (Diff-Instruct, Alg. 1).
+
+    A latent teacher's ``denoiser`` (its UNet) is copied alone: the fake score works on the
+    latents the teacher's VAE made, and needs neither the VAE nor the text encoder.
+    """
 
     trainable = True
 
@@ -59,7 +63,8 @@ class TeacherCopy(nn.Module):
         super().__init__()
         if not isinstance(teacher, nn.Module):
             raise ValueError("fake score 'teacher' needs a network teacher; use 'mlp' instead")
-        self.net = copy.deepcopy(teacher).requires_grad_(True)
+        source = getattr(teacher, "denoiser", teacher)
+        self.net = copy.deepcopy(source).requires_grad_(True)
 
     def eps(self, x_t, t, cond, x0=None):
         return self.net.eps(x_t, t, cond)

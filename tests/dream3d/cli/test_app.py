@@ -117,6 +117,7 @@ def test_a_cancelled_client_stops_its_run_and_the_app_goes_on_serving(app):
         ("a chair", {"steps": 9000}, "steps must be from 1 to 5000, got 9000"),
         ("a chair", {"seed": -1}, "seed must be from 0 to 2147483647, got -1"),
         ("a chair", {"cfg_ikl": -1}, "IKL CFG scale must be from 0 to 200"),
+        ("a chair", {"teacher": "nobody/no-such-model"}, "'nobody/no-such-model' is not on this"),
     ],
 )
 def test_bad_input_is_a_message_and_the_app_answers_the_next_request(app, prompt, kw, words):
@@ -124,6 +125,15 @@ def test_bad_input_is_a_message_and_the_app_answers_the_next_request(app, prompt
     with pytest.raises(AppError) as err:
         _submit(url, prompt, **kw).result(timeout=120)
     assert words in str(err.value)
+
+
+def test_stable_diffusion_models_in_the_hub_cache_are_teachers_on_the_page(hub_cache):
+    from dream3d.cli.app import app_config, teacher_choices
+
+    assert teacher_choices() == ["tiny", "oracle", "tiny/sd"]
+    config, cfgs = app_config(AppConfig(), "a red cube", "tiny/sd", 5, 0, 20, 7.5, "draft")
+    assert (config.teacher, config.model, config.steps) == ("sd", "tiny/sd", 5)
+    assert cfgs == {"sds": 20.0, "ikl": 7.5} and config.video_size == 64
 
 
 def _chromium(webgl: bool):

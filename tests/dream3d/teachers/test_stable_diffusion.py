@@ -1,0 +1,86 @@
+import json
+
+import pytest
+import torch
+
+from dream3d.diffusion import coefficients
+from dream3d.guidance import SDS, IKLConfig
+from dream3d.guidance.fake_scores import TeacherCopy
+from dream3d.teachers.base import Teacher
+from dream3d.teachers.stable_diffusion import (
+    LatentEps,
+    StableDiffusionTeacher,
+    cached_models,
+    locate,
+)
+
+
+def test_a_cached_hub_model_is_found_and_loads_offline(hub_cache):
+    assert cached_models() == ["tiny/sd"]
+    assert locate("tiny/sd") == hub_cache
+    teacher = StableDiffusionTeacher.load("tiny/sd")
+    assert isinstance(teacher, Teacher) and teacher.image_size == 32
+    cond = teacher.encode_prompt(["a red chair, side view", ""])
+    assert cond.shape == (2, 32, 16) and set(teacher._prompts) == {"a red chair, side view", ""}
+    z = teacher.encode_images(torch.rand(2, 3, 32, 32) * 2 - 1)
+    assert z.shape == (2, 4, 8, 8)
+    assert teacher.eps(z, torch.tensor([10, 900]), cond).shape == (2, 4, 8, 8)
+
+
+def test_a_model_not_on_this_machine_is_one_clear_error(hub_cache, tmp_path):
+    with pytest.raises(ValueError, match="'nobody/no-such-model' is not on this machine"):
+        locate("nobody/no-such-model")
+    with pytest.raises(ValueError, match="not a diffusers pipeline folder"):
+        locate(str(tmp_path))
+
+
+def test_v_prediction_is_turned_into_eps(tiny_sd):
+    teacher = StableDiffusionTeacher.load(str(tiny_sd))
+    unet, abar = teacher.denoiser.unet, teacher.alphas_cumprod
+    v_model = LatentEps(unet, abar, "v_prediction")
+    x, t = torch.randn(3, 4, 8, 8), torch.tensor([5, 400, 990])
+    cond = teacher.encode_prompt(["a cube"] * 3)
+    with torch.no_grad():
+        v = unet(x, t, encoder_hidden_states=cond).sample
+        a, s = coefficients(abar, t, x)
+        assert torch.allclose(v_model.eps(x, t, cond), a * v + s * x, atol=1e-6)
+
+
+def test_the_gradient_on_the_latents_reaches_the_renders_through_the_vae(tiny_sd):
+    """d loss / d rgb = (d z / d rgb)^T g / B, with g the SDS gradient on the latents z."""
+    teacher = StableDiffusionTeacher.load(str(tiny_sd))
+    sds = SDS(teacher)
+    rgb = (torch.rand(2, 3, 32, 32) * 2 - 1).requires_grad_(True)
+    cond = teacher.encode_prompt(["a red cube, front view", "a red cube, side view"])
+    loss, _ = sds.loss(rgb, cond, generator=torch.Generator().manual_seed(1))
+    loss.backward()
+    z = teacher.encode_images(rgb)
+    t, eps = sds.draw(z, 0.0, torch.Generator().manual_seed(1))
+    g, _ = sds.grad(z.detach(), t, eps, cond)
+    (expected,) = torch.autograd.grad(z, rgb, g / 2)
+    assert rgb.grad.abs().sum() > 0
+    assert torch.allclose(rgb.grad, expected, atol=1e-6)
+    assert all(p.grad is None for p in teacher.parameters())  # the teacher stays frozen
+
+
+def test_the_ikl_fake_score_copies_the_unet_alone(tiny_sd):
+    teacher = StableDiffusionTeacher.load(str(tiny_sd))
+    fake = TeacherCopy(teacher)
+    n_unet = sum(p.numel() for p in teacher.denoiser.parameters())
+    assert sum(p.numel() for p in fake.parameters() if p.requires_grad) == n_unet
+    assert IKLConfig(fake="teacher").fake == "teacher"
+
+
+def test_compare_with_the_hub_model_writes_both_runs(hub_cache, tmp_path):
+    from dream3d.cli.main import main
+
+    preset = tmp_path / "fast.yaml"
+    preset.write_text(json.dumps({"steps": 4, "samples": 16, "shading_warmup": 2,
+                                  "mesh_resolution": 32, "video_frames": 4, "video_size": 32,
+                                  "video_samples": 8}))  # fmt: skip
+    args = ["compare", "--prompt", "a red cube", "--teacher", "sd", "--model", "tiny/sd"]
+    assert main(args + ["--preset", str(preset), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    for guidance in ("sds", "ikl"):
+        metrics = json.loads((tmp_path / "out" / f"{guidance}-0" / "metrics.json").read_text())
+        assert metrics["teacher"] == "sd" and metrics["steps"] == 4
+        assert 0 <= metrics["truth"]["silhouette_iou"] <= 1
