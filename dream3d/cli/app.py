@@ -32,6 +32,7 @@ RESOLUTIONS = {  # output settings on top of the device's preset (render size is
 }
 PREVIEW_AZIMUTHS = (0.0, 90.0, 180.0, -90.0)  # the live views: front, side, back, other side
 PREVIEW_EVERY = 25  # steps between live views
+CURVES_EVERY = 3.0  # seconds between redraws of the live curves
 EXAMPLES = ["a chair", "a red chair", "a blue cube", "a red sphere", "a table", "a green mug"]
 TABLE = (
     "guidance",
@@ -373,7 +374,7 @@ def _updates(gr, job: PairRun, status, table, panes):
 
     The last update holds every output, so an API client's result is the whole page.
     """
-    seen, shown = -1, {g: (0, None) for g in GUIDANCES}
+    seen, shown = -1, {g: {} for g in GUIDANCES}
     while True:
         version = job.wait(seen)
         final = job.done
@@ -382,23 +383,28 @@ def _updates(gr, job: PairRun, status, table, panes):
             seen = version
             for g, side in job.sides.items():
                 update.update(_side_update(gr, panes[g], side, shown[g], final))
-                shown[g] = (len(side.history), side.out)
             update[table] = score_rows(job)
         yield update
         if final:
             return
 
 
-def _side_update(gr, pane: dict, side: Side, shown: tuple, everything: bool) -> dict:
-    """What changed in one pane since it showed ``shown`` = (history rows, out folder)."""
+def _side_update(gr, pane: dict, side: Side, shown: dict, everything: bool) -> dict:
+    """What changed in one pane since ``shown`` (updated): new views, curves at most every
+    CURVES_EVERY seconds (drawing them costs the training CPU), and the finished files."""
     from dream3d.cli.outputs import progress_image
 
     update = {}
-    if side.history and (everything or len(side.history) != shown[0]):
+    if side.preview is not None and (everything or shown.get("preview") is not side.preview):
+        update[pane["live"]] = shown["preview"] = side.preview
+    rows, drawn = len(side.history), shown.get("drawn", -CURVES_EVERY)
+    fresh = rows != shown.get("rows") and time.perf_counter() - drawn >= CURVES_EVERY
+    if rows and (everything or fresh or (side.out and rows != shown.get("rows"))):
         update[pane["curves"]] = progress_image(side.history)
-        update[pane["live"]] = side.preview
-    if side.out is not None and (everything or shown[1] is None):
+        shown["rows"], shown["drawn"] = rows, time.perf_counter()
+    if side.out is not None and (everything or shown.get("out") is None):
         update.update(_finished(gr, pane, side.out))
+        shown["out"] = side.out
     return update
 
 
@@ -421,12 +427,15 @@ def serve(
     app.out.mkdir(parents=True, exist_ok=True)
     page = build_app(app)
     page.queue(default_concurrency_limit=app.concurrency)
-    page.launch(
-        server_name=host,
-        server_port=port,
-        share=share,
-        allowed_paths=[str(app.out.resolve())],
-        prevent_thread_lock=not block,
-        quiet=not block,
-    )
+    try:
+        page.launch(
+            server_name=host,
+            server_port=port,
+            share=share,
+            allowed_paths=[str(app.out.resolve())],
+            prevent_thread_lock=not block,
+            quiet=not block,
+        )
+    except OSError as err:  # the port is taken, or the host is not this machine's
+        raise ValueError(f"cannot serve on {host}:{port}: {err}") from None
     return page

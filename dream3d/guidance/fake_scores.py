@@ -64,7 +64,7 @@ class TeacherCopy(nn.Module):
         if not isinstance(teacher, nn.Module):
             raise ValueError("fake score 'teacher' needs a network teacher; use 'mlp' instead")
         source = getattr(teacher, "denoiser", teacher)
-        self.net = copy.deepcopy(source).requires_grad_(True)
+        self.net = copy.deepcopy(source).float().requires_grad_(True)  # fp32 for Adam
 
     def eps(self, x_t, t, cond, x0=None):
         return self.net.eps(x_t, t, cond)

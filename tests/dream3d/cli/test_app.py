@@ -127,6 +127,18 @@ def test_bad_input_is_a_message_and_the_app_answers_the_next_request(app, prompt
     assert words in str(err.value)
 
 
+def test_a_failing_run_reports_its_error_and_frees_its_slot(tmp_path):
+    from dream3d.cli.app import PairRun
+    from dream3d.cli.run import load_config
+
+    config = load_config("a chair", None, {"steps": 5, "weights": str(tmp_path / "none.st")})
+    slots = threading.Semaphore(1)
+    job = PairRun(config, {"sds": 20.0, "ikl": 7.5}, tmp_path / "job", slots).start()
+    job.thread.join(60)
+    assert job.done and "no tiny teacher weights at" in job.error
+    assert slots.acquire(blocking=False)  # the next run in line may start
+
+
 def test_stable_diffusion_models_in_the_hub_cache_are_teachers_on_the_page(hub_cache):
     from dream3d.cli.app import app_config, teacher_choices
 
@@ -194,9 +206,10 @@ def run_in_browser(
             for row in driver.find_elements(By.CSS_SELECTOR, "#scores [role=row].virtual-row")
         ]
         time.sleep(2)  # let the mesh viewers draw
-        height = driver.execute_script("return document.documentElement.scrollHeight")
-        driver.set_window_size(1400, height)
-        time.sleep(1)
+        for _ in range(3):  # the page may grow once the window does
+            height = driver.execute_script("return document.documentElement.scrollHeight")
+            driver.set_window_size(1400, height + 40)
+            time.sleep(1)
         screenshot.parent.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(screenshot))
         return rows

@@ -24,6 +24,10 @@ def _cli(*args):
         (["lab", "modes", "--t-range", "0.5"], "T_MIN,T_MAX"),
         (["lab", "gan"], "choose from 'dirac', 'modes', 'misaligned'"),
         (["lab", "modes", "--out", "/proc/dream3d"], "cannot write to /proc/dream3d"),
+        (["app", "--preset", "fastest"], "unknown preset 'fastest'"),
+        (["app", "--out", "/proc/dream3d"], "cannot write to /proc/dream3d"),
+        (["app", "--port", "0"], "must be a positive integer, got 0"),
+        (["app", "--concurrency", "0"], "must be a positive integer, got 0"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, words):
