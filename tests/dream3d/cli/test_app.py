@@ -206,10 +206,13 @@ def run_in_browser(
             for row in driver.find_elements(By.CSS_SELECTOR, "#scores [role=row].virtual-row")
         ]
         time.sleep(2)  # let the mesh viewers draw
-        for _ in range(3):  # the page may grow once the window does
-            height = driver.execute_script("return document.documentElement.scrollHeight")
-            driver.set_window_size(1400, height + 40)
-            time.sleep(1)
+        bottom = driver.execute_script(  # of the page's content, in a window smaller than it
+            "return Math.max(...[...document.querySelectorAll('body *')]"
+            ".map(e => e.getBoundingClientRect().bottom + window.scrollY))"
+        )
+        metrics = {"width": 1400, "height": int(bottom) + 16, "deviceScaleFactor": 1}
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics | {"mobile": False})
+        time.sleep(1)
         screenshot.parent.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(screenshot))
         return rows
@@ -219,7 +222,7 @@ def run_in_browser(
 
 def test_in_chromium_a_prompt_and_run_both_give_both_result_panes(app, tmp_path):
     url, _ = app
-    shot = tmp_path / "app.png"
+    shot = Path(os.environ.get("DREAM3D_SHOT", tmp_path / "app.png"))
     rows = run_in_browser(url, "a blue cube", shot, "draft", wait=300, webgl=False)
     assert [row[:2] for row in rows] == [["sds", "0"], ["ikl", "0"]]
     assert all(0 <= float(row[3]) <= 1 for row in rows)  # silhouette IoU
