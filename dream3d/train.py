@@ -174,8 +174,9 @@ def _step(generator, guidance, config, opt, sched, cond_fn, state: _State) -> di
     progress = step / max(config.steps - 1, 1)
     sample = generator.sample(config.batch, state.rng)
     cond = cond_fn(sample) if cond_fn else None
-    logs = guidance.update_fake(sample.x.detach(), cond, progress, state.rng)
-    loss, g_logs = guidance.loss(sample.x, cond, progress, state.rng)
+    x = guidance.to_teacher(sample.x)  # a latent teacher's encoding, once for both uses
+    logs = guidance.update_fake(x.detach(), cond, progress, state.rng)
+    loss, g_logs = guidance.loss(x, cond, progress, state.rng)
     if not math.isfinite(loss.item()):
         raise NonFiniteError(
             f"non-finite generator loss at step {step}; lower the lr or clip "

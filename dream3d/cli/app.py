@@ -19,9 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dream3d.cameras import Cameras
+from dream3d.cli.compare import COLUMNS, GUIDANCES
 
-GUIDANCES = ("sds", "ikl")
 EMBEDDED = ("tiny", "oracle")  # the teachers that need no model files
 STEPS = (1, 5000)  # the steps a run may ask for
 CFG_RANGE = (0.0, 200.0)
@@ -34,17 +33,7 @@ PREVIEW_AZIMUTHS = (0.0, 90.0, 180.0, -90.0)  # the live views: front, side, bac
 PREVIEW_EVERY = 25  # steps between live views
 CURVES_EVERY = 3.0  # seconds between redraws of the live curves
 EXAMPLES = ["a chair", "a red chair", "a blue cube", "a red sphere", "a table", "a green mug"]
-TABLE = (
-    "guidance",
-    "seed",
-    "occupancy_iou",
-    "silhouette_iou",
-    "chamfer",
-    "colour_error",
-    "nearest_colour",
-    "train s",
-    "wall s",
-)
+TABLE = ("guidance", "seed", *COLUMNS, "train s", "wall s")  # the score table's columns
 
 
 @dataclass
@@ -225,13 +214,10 @@ class PairRun:
 
 def preview(generator, size: int = 64, samples: int = 32) -> np.ndarray:
     """The field's albedo from PREVIEW_AZIMUTHS, side by side: (size, 4 size, 3) uint8."""
-    from dream3d.cli.outputs import render_views
+    from dream3d.cli.outputs import orbit_cameras, render_views
     from dream3d.video import to_uint8
 
-    n = len(PREVIEW_AZIMUTHS)
-    cams = Cameras(
-        torch.tensor(PREVIEW_AZIMUTHS), torch.full((n,), 15.0), torch.full((n,), 2.8), 40
-    )
+    cams = orbit_cameras(PREVIEW_AZIMUTHS)
     was_training = generator.training
     generator.eval()
     rgb, _ = render_views(generator, cams, size, samples)

@@ -47,15 +47,20 @@ def one_camera(cameras: Cameras, i: int) -> Cameras:
     )
 
 
+def orbit_cameras(azimuths) -> Cameras:
+    """Cameras at these azimuths (degrees), 15 degrees up, radius 2.8: the views of a result."""
+    n = len(azimuths)
+    return Cameras(torch.tensor(azimuths), torch.full((n,), 15.0), torch.full((n,), 2.8), 40)
+
+
 def save_views(generator, path: Path, size: int = 64, samples: int = 64) -> None:
     """Two rows of 8 views around the object: albedo, then lambertian shading."""
     from dream3d.cli.world import save_grid
 
-    n = len(VIEW_AZIMUTHS)
-    cams = Cameras(torch.tensor(VIEW_AZIMUTHS), torch.full((n,), 15.0), torch.full((n,), 2.8), 40)
+    cams = orbit_cameras(VIEW_AZIMUTHS)
     albedo, _ = render_views(generator, cams, size, samples)
     shaded, _ = render_views(generator, cams, size, samples, "lambertian")
-    save_grid(torch.cat([albedo, shaded]) * 2 - 1, path, cols=n, scale=2)
+    save_grid(torch.cat([albedo, shaded]) * 2 - 1, path, cols=len(VIEW_AZIMUTHS), scale=2)
 
 
 def save_progress(history: list[dict], path: Path) -> None:

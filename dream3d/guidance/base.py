@@ -81,7 +81,8 @@ class Guidance:
 
     def to_teacher(self, x0: torch.Tensor) -> torch.Tensor:
         """Samples in the teacher's space: a latent teacher's ``encode_images`` (differentiable),
-        else as they are."""
+        else as they are. ``loss`` and ``update_fake`` take samples already in that space (the
+        training loop encodes once per step for both)."""
         encode = getattr(self.teacher, "encode_images", None)
         return x0 if encode is None else encode(x0)
 
@@ -111,7 +112,6 @@ class Guidance:
 
     def loss(self, x0, cond=None, progress: float = 0.0, generator=None):
         """Draw t and eps, compute g and return the injected loss with its logs."""
-        x0 = self.to_teacher(x0)
         t, eps = self.draw(x0, progress, generator)
         g, logs = self.grad(x0.detach(), t, eps, cond)
         logs["t"] = float(t.float().mean())

@@ -70,8 +70,7 @@ class IKL(Guidance):
             else self.config.fake_steps + self.config.fake_warmup
         )
         self._warm = True
-        with torch.no_grad():
-            x0 = self.to_teacher(x0)
+        x0 = x0.detach()
         for _ in range(steps):
             t, eps = self.draw(x0, progress, generator)
             x_t = add_noise(x0, t, eps, self.abar)

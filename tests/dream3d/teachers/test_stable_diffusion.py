@@ -52,7 +52,7 @@ def test_the_gradient_on_the_latents_reaches_the_renders_through_the_vae(tiny_sd
     sds = SDS(teacher)
     rgb = (torch.rand(2, 3, 32, 32) * 2 - 1).requires_grad_(True)
     cond = teacher.encode_prompt(["a red cube, front view", "a red cube, side view"])
-    loss, _ = sds.loss(rgb, cond, generator=torch.Generator().manual_seed(1))
+    loss, _ = sds.loss(sds.to_teacher(rgb), cond, generator=torch.Generator().manual_seed(1))
     loss.backward()
     z = teacher.encode_images(rgb)
     t, eps = sds.draw(z, 0.0, torch.Generator().manual_seed(1))
@@ -84,3 +84,24 @@ def test_compare_with_the_hub_model_writes_both_runs(hub_cache, tmp_path):
         metrics = json.loads((tmp_path / "out" / f"{guidance}-0" / "metrics.json").read_text())
         assert metrics["teacher"] == "sd" and metrics["steps"] == 4
         assert 0 <= metrics["truth"]["silhouette_iou"] <= 1
+
+
+def test_ikl_trains_image_particles_encoding_each_step_once(tiny_sd):
+    """The loop encodes a step's renders once; the fake score and the loss share the latents."""
+    from dream3d.guidance import make_guidance
+    from dream3d.train import TrainConfig, train
+    from generators.particles import Particles
+
+    teacher = StableDiffusionTeacher.load(str(tiny_sd))
+    calls = []
+    encode = teacher.encode_images
+    teacher.encode_images = lambda x: calls.append(x.shape) or encode(x)
+    guidance = make_guidance("ikl", teacher, fake="teacher", fake_lr=1e-4)
+    images = Particles.gaussian(2, (3, 32, 32), std=0.5)
+    before = images.x.detach().clone()
+    cond = teacher.encode_prompt(["a red cube, front view"] * 2)
+    config = TrainConfig(steps=3, batch=2, lr=1e-2, log_every=1, progress=False)
+    history = train(images, guidance, config, cond_fn=lambda sample: cond)
+    assert calls == [(2, 3, 32, 32)] * 3
+    assert all("fake_loss" in row for row in history)
+    assert (images.x.detach() - before).abs().max() > 1e-3  # the gradient reached the pixels
