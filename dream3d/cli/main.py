@@ -69,7 +69,8 @@ def _run_parser(sub) -> None:
     run = sub.add_parser(
         "run",
         help="train a NeRF from a prompt with SDS or IKL; views, video, mesh and scores",
-        description="Trains a NeRF on the embedded teacher and writes config.yaml, metrics.json, "
+        description="Trains a NeRF on the teacher (the embedded tiny one by default) and writes "
+        "config.yaml, metrics.json, "
         "progress.png, views.png, turntable.mp4/.gif and mesh.glb/.obj/.ply into --out. "
         "Settings not given come from the preset (scenes/presets/*.yaml).",
     )
