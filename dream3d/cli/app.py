@@ -218,10 +218,7 @@ def preview(generator, size: int = 64, samples: int = 32) -> np.ndarray:
     from dream3d.video import to_uint8
 
     cams = orbit_cameras(PREVIEW_AZIMUTHS)
-    was_training = generator.training
-    generator.eval()
     rgb, _ = render_views(generator, cams, size, samples)
-    generator.train(was_training)
     return np.concatenate(list(to_uint8(rgb)), axis=1)
 
 

@@ -215,10 +215,9 @@ def _app_parser(sub) -> None:
 
 
 def serve_app(args) -> None:
-    import torch
-
     from dream3d.cli.app import AppConfig, serve
     from dream3d.cli.run import load_config
+    from dream3d.cli.world import check_device
 
     try:
         import gradio  # noqa: F401
@@ -227,8 +226,7 @@ def serve_app(args) -> None:
     app = AppConfig(out=args.out, preset=args.preset, concurrency=args.concurrency)
     if args.device:
         app.device = args.device
-    if app.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked for, but this machine has no CUDA device")
+    check_device(app.device)
     load_config("a chair", app.preset, {"device": app.device})  # a bad preset fails here
     _check_writable(args.out)
     serve(app, args.host, args.port, args.share)

@@ -101,15 +101,14 @@ def default_out(config: RunConfig) -> Path:
 
 def build(config: RunConfig):
     """(prompt spec, teacher, NeRF generator, guidance, cond_fn) for a run."""
-    from dream3d.cli.world import load_tiny, oracle_teacher
+    from dream3d.cli.world import check_device, load_tiny, oracle_teacher
     from generators.nerf.field import field_preset
     from generators.nerf.generator import NeRFConfig, NeRFGenerator
     from generators.nerf.render import RegulariserConfig, RenderConfig, ShadingConfig
     from scenes.prompts import parse_prompt
 
     spec = parse_prompt(config.prompt)
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked for, but this machine has no CUDA device")
+    check_device(config.device)
     torch.manual_seed(config.seed)
     if config.teacher == "oracle":
         teacher = oracle_teacher(spec, config.size, per_view=64, seed=config.seed)

@@ -108,12 +108,11 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def train_tiny(args) -> dict:
-    from dream3d.cli.world import all_captions, teacher_batch
+    from dream3d.cli.world import all_captions, check_device, teacher_batch
     from dream3d.teachers.tiny import TinyConfig, TinyTeacher
     from dream3d.teachers.tiny_train import TeacherTrainConfig, train_teacher
 
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked for, but this machine has no CUDA device")
+    check_device(args.device)
     if args.resume and not (args.out / "checkpoint.pt").is_file():
         raise ValueError(f"--resume: no checkpoint at {args.out / 'checkpoint.pt'}")
     torch.manual_seed(args.seed)

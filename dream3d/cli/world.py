@@ -68,6 +68,12 @@ def oracle_teacher(spec: PromptSpec, size: int, per_view: int, seed: int = 0) ->
     return OracleTeacher(banks)
 
 
+def check_device(device: str) -> None:
+    """A ValueError when ``device`` is cuda on a machine without CUDA."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but this machine has no CUDA device")
+
+
 def load_tiny(path: Path | None = None, device: str = "cpu") -> TinyTeacher:
     path = Path(path) if path else TINY_WEIGHTS
     if not path.is_file():
