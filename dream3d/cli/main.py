@@ -132,8 +132,8 @@ def _compare_parser(sub) -> None:
 
 
 def compare_nerf(args) -> dict:
-    from dream3d.cli.compare import compare
-    from dream3d.cli.run import load_config, slug
+    from dream3d.pipelines.compare import compare
+    from dream3d.pipelines.text_to_3d import load_config, slug
 
     keys = ("teacher", "weights", "model", "steps", "device", "cfg")
     overrides = {k: getattr(args, k) for k in keys}
@@ -164,8 +164,8 @@ def _bench_parser(sub) -> None:
 
 
 def bench_quality(args) -> dict:
-    from dream3d.cli.bench import quality, read_prompts
-    from dream3d.cli.run import load_config
+    from dream3d.pipelines.bench import quality, read_prompts
+    from dream3d.pipelines.text_to_3d import load_config
     from scenes.prompts import parse_prompt
 
     prompts = read_prompts(args.prompts)
@@ -181,7 +181,7 @@ def bench_quality(args) -> dict:
 
 
 def run_nerf(args) -> dict:
-    from dream3d.cli.run import default_out, load_config, run
+    from dream3d.pipelines.text_to_3d import default_out, load_config, run
 
     names = ("guidance", "teacher", "weights", "model", "steps", "seed", "device", "cfg", "lr")
     overrides = {name: getattr(args, name) for name in names}
@@ -215,9 +215,9 @@ def _app_parser(sub) -> None:
 
 
 def serve_app(args) -> None:
-    from dream3d.cli.app import AppConfig, serve
-    from dream3d.cli.run import load_config
-    from dream3d.cli.world import check_device
+    from dream3d.app import AppConfig, serve
+    from dream3d.pipelines.text_to_3d import load_config
+    from dream3d.pipelines.world import check_device
 
     try:
         import gradio  # noqa: F401
@@ -248,7 +248,7 @@ def build_parser() -> Parser:
 
 
 def run_lab(args) -> dict:
-    from dream3d.cli.lab import LABS, LabOptions
+    from dream3d.pipelines.lab import LABS, LabOptions
 
     options = LabOptions(
         out=args.out or Path(f"outputs/lab-{args.experiment}"),

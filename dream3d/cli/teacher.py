@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def train_tiny(args) -> dict:
-    from dream3d.cli.world import all_captions, check_device, teacher_batch
+    from dream3d.pipelines.world import all_captions, check_device, teacher_batch
     from dream3d.teachers.tiny import TinyConfig, TinyTeacher
     from dream3d.teachers.tiny_train import TeacherTrainConfig, train_teacher
 
@@ -146,7 +146,7 @@ def train_tiny(args) -> dict:
 
 
 def _teacher(args, spec):
-    from dream3d.cli.world import load_tiny, oracle_teacher
+    from dream3d.pipelines.world import load_tiny, oracle_teacher
 
     if args.teacher == "oracle":
         return oracle_teacher(spec, args.size, per_view=64, seed=args.seed)
@@ -154,7 +154,7 @@ def _teacher(args, spec):
 
 
 def sample(args) -> dict:
-    from dream3d.cli.world import save_grid
+    from dream3d.pipelines.world import save_grid
     from dream3d.sampling import ddim_sample
     from scenes.prompts import parse_prompt
 
@@ -171,7 +171,7 @@ def sample(args) -> dict:
 
 def evaluate(args) -> dict:
     """Object and colour accuracy of the judge on samples of every coloured catalogue prompt."""
-    from dream3d.cli.world import load_judge, save_prompt_grid
+    from dream3d.pipelines.world import load_judge, save_prompt_grid
     from dream3d.judge import accuracy
     from dream3d.sampling import ddim_sample
     from scenes.catalogue import COLOURS, OBJECTS
@@ -228,7 +228,7 @@ def silhouette_ceiling(images: torch.Tensor, objects: list[str], n: int) -> dict
 
 
 def train_judge_cmd(args) -> dict:
-    from dream3d.cli.world import judge_batch
+    from dream3d.pipelines.world import judge_batch
     from dream3d.judge import Judge, JudgeConfig, accuracy, train_judge
     from scenes.catalogue import COLOURS, OBJECTS
 

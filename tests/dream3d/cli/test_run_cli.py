@@ -8,7 +8,7 @@ import trimesh
 import yaml
 from PIL import Image
 
-from dream3d.cli import outputs
+from dream3d.pipelines import outputs
 from dream3d.cli.main import main
 from dream3d.teachers.tiny import TinyConfig, TinyTeacher
 

@@ -7,7 +7,7 @@ import torch
 from safetensors import safe_open
 
 from dream3d.cli.main import main
-from dream3d.cli.world import JUDGE_WEIGHTS, judge_batch, load_judge, oracle_teacher
+from dream3d.pipelines.world import JUDGE_WEIGHTS, judge_batch, load_judge, oracle_teacher
 from dream3d.judge import accuracy
 from dream3d.sampling import ddim_sample
 from scenes.catalogue import COLOURS, OBJECTS
@@ -142,7 +142,7 @@ def test_the_shipped_tiny_teacher_is_the_file_its_json_describes_and_draws_what_
     import hashlib
 
     from dream3d.cameras import VIEWS
-    from dream3d.cli.world import TINY_WEIGHTS, load_tiny
+    from dream3d.pipelines.world import TINY_WEIGHTS, load_tiny
 
     record = json.loads(TINY_WEIGHTS.with_suffix(".json").read_text())
     assert hashlib.sha256(TINY_WEIGHTS.read_bytes()).hexdigest() == record["sha256"]

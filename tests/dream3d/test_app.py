@@ -16,7 +16,7 @@ from gradio_client import Client  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 from gradio_client.utils import Status  # noqa: E402
 
-from dream3d.cli.app import TABLE, AppConfig, serve  # noqa: E402
+from dream3d.app import TABLE, AppConfig, serve  # noqa: E402
 
 FAST = {  # the preset of these tests: a few seconds of training, every output
     "steps": 8,
@@ -128,8 +128,8 @@ def test_bad_input_is_a_message_and_the_app_answers_the_next_request(app, prompt
 
 
 def test_a_failing_run_reports_its_error_and_frees_its_slot(tmp_path):
-    from dream3d.cli.app import PairRun
-    from dream3d.cli.run import load_config
+    from dream3d.app import PairRun
+    from dream3d.pipelines.text_to_3d import load_config
 
     config = load_config("a chair", None, {"steps": 5, "weights": str(tmp_path / "none.st")})
     slots = threading.Semaphore(1)
@@ -140,7 +140,7 @@ def test_a_failing_run_reports_its_error_and_frees_its_slot(tmp_path):
 
 
 def test_stable_diffusion_models_in_the_hub_cache_are_teachers_on_the_page(hub_cache):
-    from dream3d.cli.app import app_config, teacher_choices
+    from dream3d.app import app_config, teacher_choices
 
     assert teacher_choices() == ["tiny", "oracle", "tiny/sd"]
     config, cfgs = app_config(AppConfig(), "a red cube", "tiny/sd", 5, 0, 20, 7.5, "draft")
@@ -232,7 +232,7 @@ def test_in_chromium_a_prompt_and_run_both_give_both_result_panes(app, tmp_path)
         assert image.width == 1400 and image.height > 1000
 
 
-if __name__ == "__main__":  # the README's screenshot: python tests/dream3d/cli/test_app.py OUT.png
+if __name__ == "__main__":  # the README's screenshot: python tests/dream3d/test_app.py OUT.png
     import sys
 
     port = _free_port()

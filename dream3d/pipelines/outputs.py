@@ -55,7 +55,7 @@ def orbit_cameras(azimuths) -> Cameras:
 
 def save_views(generator, path: Path, size: int = 64, samples: int = 64) -> None:
     """Two rows of 8 views around the object: albedo, then lambertian shading."""
-    from dream3d.cli.world import save_grid
+    from dream3d.pipelines.world import save_grid
 
     cams = orbit_cameras(VIEW_AZIMUTHS)
     albedo, _ = render_views(generator, cams, size, samples)
@@ -105,7 +105,7 @@ def scores(generator, spec, mesh, threshold: float) -> dict:
     """Ground-truth scores of the field and its mesh against the prompt's catalogue object."""
     import trimesh
 
-    from dream3d.cli.run import held_out_cameras
+    from dream3d.pipelines.text_to_3d import held_out_cameras
     from generators.nerf.export import chamfer_distance, mean_vertex_colour
     from scenes import truth
     from scenes.score import (

@@ -18,7 +18,7 @@ from pathlib import Path
 import trimesh
 import yaml
 
-from dream3d.cli.run import DEFAULT_CFG, RunConfig, run, slug
+from dream3d.pipelines.text_to_3d import DEFAULT_CFG, RunConfig, run, slug
 
 # the default prompt set: ~30 min on 2 CPU cores (estimated from the README runs' times)
 DEFAULT_PROMPTS = ("a chair", "a table", "a red sphere", "a blue cube")

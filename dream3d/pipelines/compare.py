@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageSequence
 
-from dream3d.cli.bench import markdown, write_csv
-from dream3d.cli.run import DEFAULT_CFG, RunConfig, run
+from dream3d.pipelines.bench import markdown, write_csv
+from dream3d.pipelines.text_to_3d import DEFAULT_CFG, RunConfig, run
 from dream3d.video import write_video
 
 GUIDANCES = ("sds", "ikl")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dream3d.cli.compare import COLUMNS, GUIDANCES
+from dream3d.pipelines.compare import COLUMNS, GUIDANCES
 
 EMBEDDED = ("tiny", "oracle")  # the teachers that need no model files
 STEPS = (1, 5000)  # the steps a run may ask for
@@ -73,7 +73,7 @@ def app_config(
     resolution: str,
 ):
     """(RunConfig, cfg per guidance) from the page's inputs; ValueError with a readable reason."""
-    from dream3d.cli.run import load_config
+    from dream3d.pipelines.text_to_3d import load_config
     from scenes.prompts import parse_prompt
 
     parse_prompt(prompt)  # empty or out-of-vocabulary prompts end here
@@ -120,7 +120,7 @@ def _number(name: str, value, lo: float, hi: float, integer: bool = False):
 
 def job_folder(root: Path, config) -> Path:
     """A new folder root/compare-<slug>-<seed>-<time>[-n] of its own."""
-    from dream3d.cli.run import slug
+    from dream3d.pipelines.text_to_3d import slug
 
     stem = f"compare-{slug(config.prompt)}-{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     for n in range(1000):
@@ -157,7 +157,7 @@ class PairRun:
         return self
 
     def _main(self) -> None:
-        from dream3d.cli.compare import compare
+        from dream3d.pipelines.compare import compare
 
         try:
             with self.slots:
@@ -214,7 +214,7 @@ class PairRun:
 
 def preview(generator, size: int = 64, samples: int = 32) -> np.ndarray:
     """The field's albedo from PREVIEW_AZIMUTHS, side by side: (size, 4 size, 3) uint8."""
-    from dream3d.cli.outputs import orbit_cameras, render_views
+    from dream3d.pipelines.outputs import orbit_cameras, render_views
     from dream3d.video import to_uint8
 
     cams = orbit_cameras(PREVIEW_AZIMUTHS)
@@ -241,7 +241,7 @@ def status_line(job: PairRun) -> str:
 
 def score_rows(job: PairRun) -> list[list]:
     """The table: one row per finished run."""
-    from dream3d.cli.compare import row_of
+    from dream3d.pipelines.compare import row_of
 
     rows = []
     for side in job.sides.values():
@@ -256,7 +256,7 @@ def build_app(app: AppConfig):
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: offline first
     import gradio as gr
 
-    from dream3d.cli.run import DEFAULT_CFG, load_config
+    from dream3d.pipelines.text_to_3d import DEFAULT_CFG, load_config
 
     slots = threading.Semaphore(app.concurrency)
     default_steps = load_config("a chair", app.preset, {"device": app.device}).steps
@@ -375,7 +375,7 @@ def _updates(gr, job: PairRun, status, table, panes):
 def _side_update(gr, pane: dict, side: Side, shown: dict, everything: bool) -> dict:
     """What changed in one pane since ``shown`` (updated): new views, curves at most every
     CURVES_EVERY seconds (drawing them costs the training CPU), and the finished files."""
-    from dream3d.cli.outputs import progress_image
+    from dream3d.pipelines.outputs import progress_image
 
     update = {}
     if side.preview is not None and (everything or shown.get("preview") is not side.preview):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from dream3d.cli.bench import read_prompts, summarise, write_tables
+from dream3d.pipelines.bench import read_prompts, summarise, write_tables
 from generators.nerf.export import MeshConfig, extract_mesh, save_mesh
 
 

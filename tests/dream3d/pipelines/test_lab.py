@@ -1,6 +1,6 @@
 import json
 
-from dream3d.cli.lab import LabOptions, dirac_identity, lab_dirac, lab_modes
+from dream3d.pipelines.lab import LabOptions, dirac_identity, lab_dirac, lab_modes
 
 
 def test_dirac_identity_in_float64():

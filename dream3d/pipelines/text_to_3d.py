@@ -101,7 +101,7 @@ def default_out(config: RunConfig) -> Path:
 
 def build(config: RunConfig):
     """(prompt spec, teacher, NeRF generator, guidance, cond_fn) for a run."""
-    from dream3d.cli.world import check_device, load_tiny, oracle_teacher
+    from dream3d.pipelines.world import check_device, load_tiny, oracle_teacher
     from generators.nerf.field import field_preset
     from generators.nerf.generator import NeRFConfig, NeRFGenerator
     from generators.nerf.render import RegulariserConfig, RenderConfig, ShadingConfig
@@ -190,7 +190,7 @@ def run(
         resume=resume,
     )
     train_seconds = history[-1]["time"] if history else time.perf_counter() - start
-    from dream3d.cli.outputs import write_outputs
+    from dream3d.pipelines.outputs import write_outputs
 
     metrics = write_outputs(generator, spec, config, history, out, progress)
     metrics["train_seconds"] = round(train_seconds, 1)
