@@ -15,10 +15,12 @@ import torch
 ScheduleKind = Literal["scaled_linear", "linear"]
 Anneal = Literal["none", "linear", "sqrt"]
 Weighting = Literal["sds", "uniform", "snr", "dmd"]
+Prediction = Literal["eps", "v", "sample"]
 
 SCHEDULES = ("scaled_linear", "linear")
 ANNEALS = ("none", "linear", "sqrt")
 WEIGHTINGS = ("sds", "uniform", "snr", "dmd")
+PREDICTIONS = ("eps", "v", "sample")
 
 
 def append_dims(x: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -125,6 +127,22 @@ def predict_x0(x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, abar: torc
     """x0_hat = (x_t - s_t eps) / a_t."""
     a, s = coefficients(abar, t, x_t)
     return (x_t - s * eps) / a
+
+
+def eps_from_prediction(
+    pred: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, abar: torch.Tensor, prediction: str
+) -> torch.Tensor:
+    """eps from a network's output, in ``pred``'s dtype: the output itself (``eps``),
+    a_t v + s_t x_t (``v`` = a_t eps - s_t x0, Salimans & Ho 2022), or (x_t - a_t x0) / s_t
+    (``sample``, an x0-prediction)."""
+    check_choice("prediction", prediction, PREDICTIONS)
+    if prediction == "eps":
+        return pred
+    x_t = x_t.to(pred.device, pred.dtype)
+    a, s = coefficients(abar, t.to(pred.device).expand(pred.shape[0]), pred)
+    if prediction == "v":
+        return a * pred + s * x_t
+    return (x_t - a * pred) / s
 
 
 @dataclass

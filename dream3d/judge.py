@@ -15,9 +15,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
+
+from dream3d.checkpoint import not_weights, read_weights, state_mismatch
 
 BatchFn = Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
@@ -83,15 +85,18 @@ class Judge(nn.Module):
         save_file(state, str(path), metadata={"config": json.dumps(asdict(self.config))})
 
     @classmethod
-    def load(cls, path: Path) -> Judge:
-        if not Path(path).is_file():
-            raise ValueError(f"judge weights not found: {path}")
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as f:
-            config = JudgeConfig(**json.loads(f.metadata()["config"]))
-        judge = cls(config)
-        judge.load_state_dict(load_file(str(path)))
+    def load(cls, path: Path | str) -> Judge:
+        """Read a file written by ``save``, in eval mode; a bad file is one ValueError line."""
+        tensors, meta = read_weights(path, "judge")
+        try:
+            config = JudgeConfig(**json.loads(meta["config"]))
+            judge = cls(config)  # GroupNorm refuses widths that are not multiples of 8
+        except (TypeError, ValueError) as err:
+            raise not_weights(path, "judge", f"bad metadata: {err}") from None
+        mismatch = state_mismatch(judge, tensors)
+        if mismatch:
+            raise not_weights(path, "judge", mismatch)
+        judge.load_state_dict(tensors)
         return judge.eval()
 
 
@@ -106,7 +111,8 @@ def train_judge(
     progress: bool = True,
 ) -> list[dict]:
     """Cross-entropy on both heads, AdamW with cosine decay; inputs get Gaussian noise of std
-    up to ``noise`` so the judge tolerates a sampler's grain. Returns the loss history."""
+    up to ``noise`` so the judge tolerates a sampler's grain. Returns the loss history.
+    A run takes minutes on a CPU, so it keeps no checkpoint (dream3d.checkpoint is for longer)."""
     rng = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(judge.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1)

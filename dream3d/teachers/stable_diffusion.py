@@ -4,7 +4,8 @@ Renders enter through ``encode_images``: resized to the model's image side and e
 VAE (the posterior mean times the VAE's scaling factor), differentiably, so a guidance's
 gradient on the latents reaches the renders (DreamFusion with SD, as threestudio does). Text
 goes through the pipeline's CLIP tokenizer and text encoder; ``""`` is the unconditional
-prompt. v-prediction models (SD 2.x at 768 px) are converted: eps = a_t v + s_t x_t.
+prompt. v-prediction models (SD 2.x at 768 px) are converted: eps = a_t v + s_t x_t
+(x0-prediction ones too: eps = (x_t - a_t x0) / s_t).
 
 Models load from a diffusers folder or from the Hugging Face cache only: nothing is
 downloaded at run time (DESIGN.md section 3), and a model that is not on this machine is a
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dream3d.diffusion import coefficients
+from dream3d.diffusion import check_choice, eps_from_prediction
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
@@ -71,23 +72,24 @@ def _is_sd(index: Path) -> bool:
     return json.loads(index.read_text()).get("_class_name") == "StableDiffusionPipeline"
 
 
+PREDICTION_TYPES = {"epsilon": "eps", "v_prediction": "v", "sample": "sample"}  # diffusers'
+
+
 class LatentEps(nn.Module):
     """The UNet on its schedule: ``eps(z_t, t, cond)`` in latent space (IKL copies this part)."""
 
-    def __init__(self, unet, alphas_cumprod: torch.Tensor, prediction: str):
+    def __init__(self, unet, alphas_cumprod: torch.Tensor, prediction_type: str):
         super().__init__()
+        check_choice("prediction type", prediction_type, tuple(PREDICTION_TYPES))
         self.unet = unet
         self.alphas_cumprod = alphas_cumprod  # (T,) float64
-        self.prediction = prediction  # epsilon | v_prediction
+        self.prediction = PREDICTION_TYPES[prediction_type]  # eps | v | sample
 
     def eps(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         dtype = self.unet.dtype
         t = t.to(x_t.device).expand(x_t.shape[0])
         out = self.unet(x_t.to(dtype), t, encoder_hidden_states=cond.to(dtype)).sample.float()
-        if self.prediction == "epsilon":
-            return out
-        a, s = coefficients(self.alphas_cumprod, t, out)
-        return a * out + s * x_t.float()
+        return eps_from_prediction(out, x_t, t, self.alphas_cumprod, self.prediction)
 
 
 class StableDiffusionTeacher(nn.Module):

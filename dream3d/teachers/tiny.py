@@ -26,11 +26,17 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
-from dream3d.diffusion import SCHEDULES, ScheduleKind, alphas_cumprod, check_choice, coefficients
+from dream3d.checkpoint import not_weights, read_weights, state_mismatch
+from dream3d.diffusion import (
+    SCHEDULES,
+    ScheduleKind,
+    alphas_cumprod,
+    check_choice,
+    eps_from_prediction,
+)
 
 Encoder = Callable[[list[str]], torch.Tensor]  # prompts -> (B, cross_attention_dim)
 TABLE = "caption_embeddings"  # safetensors key of the caption-embedding table
@@ -136,10 +142,7 @@ class TinyTeacher(nn.Module):
     def eps(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None):
         """eps prediction (B, 3, H, W) for x_t in the [-1, 1] image scale; cond None: ``""``."""
         out = self.predict(x_t, t, cond)
-        if self.config.prediction == "eps":
-            return out
-        a, s = coefficients(self.alphas_cumprod, t.to(out.device).expand(out.shape[0]), out)
-        return a * out + s * x_t.to(out.dtype)
+        return eps_from_prediction(out, x_t, t, self.alphas_cumprod, self.config.prediction)
 
     def save(self, path: Path | str) -> None:
         """One safetensors file: weights + caption table; config and captions in metadata."""
@@ -155,14 +158,26 @@ class TinyTeacher(nn.Module):
 
     @classmethod
     def load(cls, path: Path | str, device="cpu", encoder: Encoder | None = None) -> TinyTeacher:
-        """Read a file written by ``save``; the teacher comes back in eval mode on ``device``."""
-        if not Path(path).is_file():
-            raise ValueError(f"tiny teacher weights not found: {path}")
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata()
-        tensors = load_file(str(path))
+        """Read a file written by ``save``; the teacher comes back in eval mode on ``device``.
+
+        A missing or unreadable file, or one without the tiny teacher's tensors, is one
+        ValueError line naming ``path``.
+        """
+        tensors, meta = read_weights(path, "tiny-teacher", ("config", "captions"))
+        if TABLE not in tensors:
+            raise not_weights(path, "tiny-teacher", f"no {TABLE} tensor")
         table = tensors.pop(TABLE)
-        teacher = cls(TinyConfig(**json.loads(meta["config"])), encoder)
+        try:
+            config, captions = (
+                TinyConfig(**json.loads(meta["config"])),
+                json.loads(meta["captions"]),
+            )
+        except (TypeError, ValueError) as err:  # not JSON, or not a TinyConfig
+            raise not_weights(path, "tiny-teacher", f"bad metadata: {err}") from None
+        teacher = cls(config, encoder)
+        mismatch = state_mismatch(teacher, tensors)
+        if mismatch or len(captions) != len(table):
+            raise not_weights(path, "tiny-teacher", mismatch or "captions do not match the table")
         teacher.load_state_dict(tensors)
-        teacher.embeddings = dict(zip(json.loads(meta["captions"]), table))
+        teacher.embeddings = dict(zip(captions, table))
         return teacher.to(device).eval()

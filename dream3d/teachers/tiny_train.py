@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure  # no pyplot: no global backend state
 from tqdm.auto import tqdm
 
+from dream3d.checkpoint import load_checkpoint, save_checkpoint
 from dream3d.diffusion import add_noise, check_choice, coefficients
 from dream3d.interrupt import DeferredInterrupt
 from dream3d.teachers.tiny import TinyTeacher
@@ -124,36 +124,36 @@ class _Run:
     window: list | None = None  # losses since the last row
 
 
-def _checkpoint(teacher, opt, run: _Run, config) -> dict:
-    """A dict of state_dicts, tensors and plain numbers: loads with weights_only=True."""
+def _parts(teacher, opt, run: _Run) -> dict:
+    """The stateful parts of a run, by their names in checkpoint.pt."""
+    return {"model": teacher, "optimizer": opt, "rng": run.rng}
+
+
+def _save(path: Path, teacher, opt, run: _Run, config) -> None:
+    """checkpoint.pt: the parts, the EMA, the run's counters and the caption table."""
     names = sorted(teacher.embeddings)
     table = torch.stack([teacher.embeddings[c] for c in names]) if names else torch.zeros(0)
-    return {
-        "model": teacher.state_dict(),
-        "optimizer": opt.state_dict(),
-        "ema": run.ema,
-        "step": run.step,
-        "rng": run.rng.get_state(),
-        "history": run.history,
-        "window": run.window,
-        "captions": names,
-        "caption_embeddings": table,
-        "config": asdict(config),
-        "teacher_config": asdict(teacher.config),
-    }
+    save_checkpoint(
+        path,
+        **_parts(teacher, opt, run),
+        ema=run.ema,
+        step=run.step,
+        history=run.history,
+        window=run.window,
+        captions=names,
+        caption_embeddings=table,
+        config=asdict(config),
+        teacher_config=asdict(teacher.config),
+    )
 
 
 def _restore(path: Path, teacher, opt, run: _Run) -> None:
     """Load ``path`` into the teacher, optimizer and run state, in place."""
-    if not path.is_file():
-        raise ValueError(f"cannot resume: no checkpoint at {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    teacher.load_state_dict(ckpt["model"])
-    opt.load_state_dict(ckpt["optimizer"])
-    run.ema = {k: v.to(teacher.device) for k, v in ckpt["ema"].items()}
-    run.rng.set_state(ckpt["rng"])
-    run.step, run.history, run.window = ckpt["step"], ckpt["history"], ckpt["window"]
-    teacher.embeddings.update(zip(ckpt["captions"], ckpt["caption_embeddings"]))
+    keys = ("ema", "step", "history", "window", "captions", "caption_embeddings")
+    plain = load_checkpoint(path, *keys, **_parts(teacher, opt, run))
+    run.ema = {k: v.to(teacher.device) for k, v in plain["ema"].items()}
+    run.step, run.history, run.window = plain["step"], plain["history"], plain["window"]
+    teacher.embeddings.update(zip(plain["captions"], plain["caption_embeddings"]))
 
 
 def _ema_teacher(teacher: TinyTeacher, ema: dict) -> TinyTeacher:
@@ -178,9 +178,7 @@ def plot_loss(history: list[dict], path: Path) -> None:
 
 def _write(out: Path, teacher, opt, run: _Run, config) -> None:
     """checkpoint.pt (atomically), history.json, loss.png and teacher.safetensors."""
-    tmp = out / "checkpoint.pt.tmp"
-    torch.save(_checkpoint(teacher, opt, run, config), tmp)
-    os.replace(tmp, out / "checkpoint.pt")
+    _save(out / "checkpoint.pt", teacher, opt, run, config)
     (out / "history.json").write_text(json.dumps(run.history, indent=1))
     if run.history:
         plot_loss(run.history, out / "loss.png")

@@ -8,6 +8,7 @@ from dream3d.diffusion import (
     add_noise,
     alphas_cumprod,
     append_dims,
+    eps_from_prediction,
     predict_x0,
     sample_t,
     t_bounds,
@@ -78,3 +79,26 @@ def test_unknown_names_list_the_choices():
         weight("nope", torch.ones(1))
     with pytest.raises(ValueError, match="none, linear, sqrt"):
         TimeConfig(anneal="cosine")
+
+
+def test_eps_from_each_prediction_by_hand():
+    """abar_t = 0.64 at t = 1 (a = 0.8, s = 0.6) and 0.36 at t = 0 (a = 0.6, s = 0.8).
+
+    Row 0 (t = 1): x0 = (1, -2), eps = (0.5, 3): x_t = a x0 + s eps = (1.1, 0.2) and
+    v = a eps - s x0 = (0.4 - 0.6, 2.4 + 1.2) = (-0.2, 3.6).
+    Row 1 (t = 0): x0 = (2, 0), eps = (-1, 1): x_t = (1.2 - 0.8, 0.8) = (0.4, 0.8) and
+    v = (-0.6 - 1.6, 0.6) = (-2.2, 0.6).
+    """
+    abar = torch.tensor([0.36, 0.64, 0.5], dtype=torch.float64)
+    t = torch.tensor([1, 0])
+    x0 = torch.tensor([[1.0, -2.0], [2.0, 0.0]], dtype=torch.float64)
+    eps = torch.tensor([[0.5, 3.0], [-1.0, 1.0]], dtype=torch.float64)
+    x_t = torch.tensor([[1.1, 0.2], [0.4, 0.8]], dtype=torch.float64)
+    v = torch.tensor([[-0.2, 3.6], [-2.2, 0.6]], dtype=torch.float64)
+    assert torch.allclose(eps_from_prediction(v, x_t, t, abar, "v"), eps)
+    assert torch.allclose(eps_from_prediction(x0, x_t, t, abar, "sample"), eps)
+    assert eps_from_prediction(eps, x_t, t, abar, "eps") is eps
+    out = eps_from_prediction(v.float(), x_t, t, abar, "v")  # in the prediction's dtype
+    assert out.dtype == torch.float32 and torch.allclose(out, eps.float())
+    with pytest.raises(ValueError, match="eps, v, sample"):
+        eps_from_prediction(v, x_t, t, abar, "epsilon")

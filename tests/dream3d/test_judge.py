@@ -1,4 +1,9 @@
+import json
+from dataclasses import asdict
+
+import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from dream3d.judge import Judge, JudgeConfig, accuracy, train_judge
 
@@ -40,3 +45,43 @@ def test_judge_learns_object_and_colour_and_round_trips(tmp_path):
     again = Judge.load(tmp_path / "judge.safetensors")
     assert torch.equal(again(images)[0], judge(images)[0])
     assert again.config.colours == ["red", "green", "blue"]
+
+
+def _relabelled(path):
+    """A judge's tensors under a config with one more colour: the colour head's shape differs."""
+    Judge(JudgeConfig(objects=OBJECTS, colours=list(COLOURS), width=8)).save(path)
+    config = JudgeConfig(objects=OBJECTS, colours=[*COLOURS, "pink"], width=8)
+    save_file(load_file(str(path)), str(path), metadata={"config": json.dumps(asdict(config))})
+
+
+def _safetensors(tensors, **meta):
+    """A maker of a safetensors file that holds ``tensors`` and ``meta``."""
+    return lambda path: save_file(tensors, str(path), metadata=meta or None)
+
+
+CONFIG = json.dumps(asdict(JudgeConfig(objects=OBJECTS, colours=list(COLOURS), width=8)))
+BAD_WEIGHTS = {
+    "random bytes": (lambda p: p.write_bytes(bytes(range(256)) * 8), "deserializing header"),
+    "a text file": (lambda p: p.write_text("judge\n"), "deserializing header"),
+    "no config": (_safetensors({"x": torch.zeros(1)}), "no config in its metadata"),
+    "not json": (_safetensors({"x": torch.zeros(1)}, config="{"), "bad metadata"),
+    "no judge tensors": (_safetensors({"x": torch.zeros(1)}, config=CONFIG), "missing tensors"),
+    "other labels": (_relabelled, r"colour_head.weight has shape \(3, 32\), expected \(4, 32\)"),
+}
+
+
+@pytest.mark.parametrize("make, reason", BAD_WEIGHTS.values(), ids=BAD_WEIGHTS.keys())
+def test_a_bad_weights_file_is_one_line_naming_it(tmp_path, make, reason):
+    path = tmp_path / "judge.safetensors"
+    make(path)
+    with pytest.raises(ValueError, match=reason) as err:
+        Judge.load(path)
+    message = str(err.value)
+    assert message.startswith(f"{path} is not a judge safetensors file (")
+    assert "\n" not in message
+    assert err.value.__suppress_context__ or err.value.__context__ is None  # no chained trace
+
+
+def test_a_missing_weights_file_is_named(tmp_path):
+    with pytest.raises(ValueError, match="judge weights not found: .*missing.safetensors"):
+        Judge.load(tmp_path / "missing.safetensors")

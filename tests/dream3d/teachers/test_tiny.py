@@ -1,9 +1,11 @@
 import copy
 import hashlib
 import json
+from dataclasses import asdict, replace
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from dream3d.sampling import ddim_sample
 from dream3d.teachers.base import Teacher
@@ -97,6 +99,52 @@ def test_save_load_round_trip_needs_no_encoder_for_cached_captions(tmp_path):
         TinyTeacher.load(tmp_path / "missing.safetensors")
 
 
+def _unet_only(path, teacher):
+    """A safetensors file with the UNet's tensors and metadata but no caption table."""
+    meta = {"config": json.dumps(asdict(teacher.config)), "captions": "[]"}
+    save_file(
+        {k: v.contiguous() for k, v in teacher.state_dict().items()}, str(path), metadata=meta
+    )
+
+
+def _other_shapes(path, teacher):
+    """The teacher's file, claiming a wider architecture than its tensors have."""
+    teacher.save(path)
+    tensors = load_file(str(path))
+    wider = asdict(replace(teacher.config, block_out_channels=(16, 32)))
+    save_file(tensors, str(path), metadata={"config": json.dumps(wider), "captions": "[]"})
+
+
+def _safetensors(tensors, **meta):
+    """A maker of a safetensors file that holds ``tensors`` and ``meta``."""
+    return lambda path, teacher: save_file(tensors, str(path), metadata=meta or None)
+
+
+NO_UNET = {"caption_embeddings": torch.zeros(0, 384)}
+META = {"config": json.dumps(asdict(SMALL)), "captions": "[]"}
+BAD_WEIGHTS = {
+    "random bytes": (lambda p, t: p.write_bytes(bytes(range(256)) * 8), "deserializing header"),
+    "a text file": (lambda p, t: p.write_text("weights: none\n"), "deserializing header"),
+    "no metadata": (_safetensors({"x": torch.zeros(2)}), "no config, captions in its metadata"),
+    "no caption table": (_unet_only, "no caption_embeddings tensor"),
+    "no unet tensors": (_safetensors(NO_UNET, **META), "missing tensors unet."),
+    "other shapes": (_other_shapes, r"has shape \(8, 3, 3, 3\), expected \(16, 3, 3, 3\)"),
+    "bad config": (_safetensors(NO_UNET, config="{", captions=""), "bad metadata"),
+}
+
+
+@pytest.mark.parametrize("make, reason", BAD_WEIGHTS.values(), ids=BAD_WEIGHTS.keys())
+def test_a_bad_weights_file_is_one_line_naming_it(tmp_path, make, reason):
+    path = tmp_path / "tiny.safetensors"
+    make(path, small_teacher())
+    with pytest.raises(ValueError, match=reason) as err:
+        TinyTeacher.load(path, encoder=refuse)
+    message = str(err.value)
+    assert message.startswith(f"{path} is not a tiny-teacher safetensors file (")
+    assert "\n" not in message
+    assert err.value.__suppress_context__ or err.value.__context__ is None  # no chained trace
+
+
 def train(teacher, out, steps, resume=False, **kw):
     options = dict(batch=8, lr=5e-3, warmup=2, log_every=1, save_every=2, progress=False)
     options.update(kw)
@@ -143,6 +191,18 @@ def test_resume_reaches_exactly_the_uninterrupted_weights(tmp_path):
         assert torch.equal(value, b["model"][name]), name
     with pytest.raises(ValueError, match="no checkpoint"):
         train(small_teacher(), tmp_path / "c", 2, resume=True)
+
+
+def test_resume_from_a_bad_or_foreign_checkpoint_is_one_clear_error(tmp_path):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "checkpoint.pt").write_bytes(b"\x00" * 64)
+    with pytest.raises(ValueError, match="bad.checkpoint.pt is not a dream3d checkpoint"):
+        train(small_teacher(), tmp_path / "bad", 2, resume=True)
+    train(small_teacher(), tmp_path / "small", 1)
+    torch.manual_seed(0)
+    wide = TinyTeacher(replace(SMALL, block_out_channels=(16, 32)), encoder=fake_encoder)
+    with pytest.raises(ValueError, match="does not fit this run \\(model: unet.conv_in.weight"):
+        train(wide, tmp_path / "small", 2, resume=True)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,141 @@
+"""The one checkpoint/resume helper every training loop uses, and the one reader of weights files.
+
+A checkpoint is a dict written by ``torch.save`` that loads with ``weights_only=True``: each
+stateful part (an ``nn.Module``, optimizer, scheduler, guidance: anything with
+``state_dict``/``load_state_dict``; a ``torch.Generator`` by ``get_state``/``set_state``) is
+stored as its state, every other value (numbers, lists, dicts of tensors) as is. Writes are
+atomic (a temporary file, then ``os.replace``), so a crash mid-write keeps the last good
+checkpoint. A file that is missing, corrupt or not a checkpoint is one ValueError line.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def _reason(err: BaseException, limit: int = 120) -> str:
+    """The first non-empty line of an exception's message, shortened: a reason in brackets."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    text = lines[0] if lines else type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _state(value: Any) -> Any:
+    """What the file holds for ``value``: its state if it has one, else the value itself."""
+    if isinstance(value, torch.Generator):
+        return value.get_state()
+    if hasattr(value, "state_dict") and hasattr(value, "load_state_dict"):
+        return value.state_dict()
+    return value
+
+
+def save_checkpoint(path: Path | str, **parts: Any) -> None:
+    """Write ``{name: state of part}`` to ``path`` atomically; it loads with weights_only=True."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({name: _state(value) for name, value in parts.items()}, tmp)
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path: Path | str) -> dict[str, Any]:
+    """The dict a ``save_checkpoint`` file holds, on the CPU; a ValueError if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"cannot resume: no checkpoint at {path}")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        raise _not_checkpoint(path, "not a torch.save archive: another format, or cut short")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a zip but not torch's: pickle, zip and runtime errors
+        raise _not_checkpoint(path, _reason(err)) from None
+    if not isinstance(blob, dict):
+        raise _not_checkpoint(path, f"it holds a {type(blob).__name__}, not a dict")
+    return blob
+
+
+def _not_checkpoint(path: Path | str, reason: str) -> ValueError:
+    """The one-line error for a file that cannot be resumed from."""
+    return ValueError(f"cannot resume: {path} is not a dream3d checkpoint ({reason})")
+
+
+def load_checkpoint(path: Path | str, *keys: str, **parts: Any) -> dict[str, Any]:
+    """Restore each stateful part in place from ``path``; return ``{key: value}`` for ``keys``.
+
+    Every part and key must be in the file (else: not a dream3d checkpoint); a state that does
+    not fit its part (another architecture) is a ValueError saying so.
+    """
+    blob = read_checkpoint(path)
+    missing = [name for name in (*parts, *keys) if name not in blob]
+    if missing:
+        raise _not_checkpoint(path, f"no {', '.join(missing)}")
+    for name, part in parts.items():
+        try:
+            _restore(part, blob[name])
+        except (KeyError, RuntimeError, TypeError, ValueError) as err:
+            raise ValueError(
+                f"cannot resume: {path} does not fit this run ({name}: {_reason(err)})"
+            ) from None
+    return {key: blob[key] for key in keys}
+
+
+def _restore(part: Any, state: Any) -> None:
+    """Put ``state`` back into ``part``; a module's keys and shapes are checked first."""
+    if isinstance(part, torch.Generator):
+        part.set_state(state)
+        return
+    if isinstance(part, nn.Module):
+        mismatch = state_mismatch(part, state)
+        if mismatch:
+            raise ValueError(mismatch)
+    part.load_state_dict(state)
+
+
+def state_mismatch(module: nn.Module, state: dict[str, torch.Tensor]) -> str:
+    """'' if ``state`` fits ``module`` key for key and shape for shape, else a short reason."""
+    own = module.state_dict()
+    for what, names in (("missing", own.keys() - state), ("unexpected", state.keys() - own)):
+        if names:
+            first = sorted(names)[:2]
+            more = f" and {len(names) - 2} more" if len(names) > 2 else ""
+            return f"{what} tensors {', '.join(first)}{more}"
+    for name, value in own.items():
+        got = tuple(getattr(state[name], "shape", ()))
+        if got != tuple(value.shape):
+            return f"{name} has shape {got}, expected {tuple(value.shape)}"
+    return ""
+
+
+def read_weights(path: Path | str, what: str, meta_keys: tuple[str, ...] = ("config",)):
+    """(tensors, metadata) of a safetensors weights file; one ValueError line naming ``path``.
+
+    ``what`` names the kind of file in the message ("tiny-teacher"); ``meta_keys`` must be in
+    its metadata.
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{what} weights not found: {path}")
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (no __iter__)
+    except Exception as err:  # safetensors' own error type for anything it cannot parse
+        raise not_weights(path, what, err) from None
+    missing = [key for key in meta_keys if key not in meta]
+    if missing:
+        raise not_weights(path, what, f"no {', '.join(missing)} in its metadata")
+    return tensors, meta
+
+
+def not_weights(path: Path | str, what: str, reason: BaseException | str) -> ValueError:
+    """The one-line error for a weights file that is not what it should be."""
+    text = reason if isinstance(reason, str) else _reason(reason)
+    return ValueError(f"{path} is not a {what} safetensors file ({text})")
