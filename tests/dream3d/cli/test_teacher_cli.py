@@ -7,8 +7,8 @@ import torch
 from safetensors import safe_open
 
 from dream3d.cli.main import main
-from dream3d.pipelines.world import JUDGE_WEIGHTS, judge_batch, load_judge, oracle_teacher
 from dream3d.judge import accuracy
+from dream3d.pipelines.world import JUDGE_WEIGHTS, judge_batch, load_judge, oracle_teacher
 from dream3d.sampling import ddim_sample
 from scenes.catalogue import COLOURS, OBJECTS
 from scenes.prompts import parse_prompt
@@ -123,7 +123,7 @@ def test_the_shipped_judge_scores_95_percent_on_fresh_renders():
 
 def test_silhouette_ceiling_of_true_renders_is_high_per_object():
     from dream3d.cameras import VIEWS, Cameras
-    from dream3d.cli.teacher import silhouette_ceiling
+    from dream3d.pipelines.teacher import silhouette_ceiling
     from scenes.render import render
 
     az = torch.tensor([12.0, 83.0, 171.0, -31.0] * 2)  # between the grid's 7.5-degree poses
