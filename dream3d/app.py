@@ -13,21 +13,32 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from dream3d.pipelines.compare import COLUMNS, GUIDANCES
+from dream3d.guidance import GUIDANCES
+from dream3d.pipelines.compare import COLUMNS
+from dream3d.pipelines.world import TEACHERS, teacher_help
 
-EMBEDDED = ("tiny", "oracle")  # the teachers that need no model files
 STEPS = (1, 5000)  # the steps a run may ask for
 CFG_RANGE = (0.0, 200.0)
 RESOLUTIONS = {  # output settings on top of the device's preset (render size is the teacher's)
-    "draft": {"video_frames": 12, "video_size": 64, "video_samples": 16, "mesh_resolution": 48},
+    "draft": {
+        "video_frames": 12,
+        "video_size": 64,
+        "video_samples": 16,
+        "mesh": {"resolution": 48},
+    },
     "standard": {},  # the preset's: 30 frames at 128 px, a 96^3 mesh grid
-    "high": {"video_frames": 60, "video_size": 256, "video_samples": 64, "mesh_resolution": 160},
+    "high": {
+        "video_frames": 60,
+        "video_size": 256,
+        "video_samples": 64,
+        "mesh": {"resolution": 160},
+    },
 }
 PREVIEW_AZIMUTHS = (0.0, 90.0, 180.0, -90.0)  # the live views: front, side, back, other side
 PREVIEW_EVERY = 25  # steps between live views
@@ -62,46 +73,54 @@ class Side:
     wall: float = 0.0  # seconds from its start to its last file
 
 
-def app_config(
-    app: AppConfig,
-    prompt: str,
-    teacher: str,
-    steps,
-    seed,
-    cfg_sds,
-    cfg_ikl,
-    resolution: str,
-):
-    """(RunConfig, cfg per guidance) from the page's inputs; ValueError with a readable reason."""
-    from dream3d.pipelines.text_to_3d import load_config
-    from scenes.prompts import parse_prompt
+def app_config(app: AppConfig, prompt: str, teacher: str, steps, seed, cfgs, resolution: str):
+    """(run config, config per guidance) from the page's inputs (``cfgs``: a CFG scale per
+    GUIDANCES entry, in its order); a ValueError with a readable reason."""
+    from dream3d.pipelines.compare import sides
+    from dream3d.pipelines.text_to_3d import read_prompt, resolve
 
-    parse_prompt(prompt)  # empty or out-of-vocabulary prompts end here
+    read_prompt(prompt)  # empty or out-of-vocabulary prompts end here
     steps = _number("steps", steps, *STEPS, integer=True)
     seed = _number("seed", seed, 0, 2**31 - 1, integer=True)
-    cfgs = {
-        g: _number(f"{g.upper()} CFG scale", v, *CFG_RANGE)
-        for g, v in zip(GUIDANCES, (cfg_sds, cfg_ikl))
-    }
+    scales = [_number(f"{g.upper()} CFG scale", v, *CFG_RANGE) for g, v in zip(GUIDANCES, cfgs)]
     if resolution not in RESOLUTIONS:
         raise ValueError(f"unknown resolution {resolution!r}; choose from {', '.join(RESOLUTIONS)}")
-    if not teacher or not str(teacher).strip():
-        raise ValueError("choose a teacher: tiny, oracle, or a Stable Diffusion model")
-    overrides = {"teacher": teacher, "steps": steps, "seed": seed, "device": app.device}
-    if teacher not in EMBEDDED:  # a Stable Diffusion model: a Hub id or a diffusers folder
-        from dream3d.teachers.stable_diffusion import locate
+    overrides = {
+        "teacher": teacher_source(teacher),
+        "train": {"steps": steps, "seed": seed},
+        "device": app.device,
+        "outputs": RESOLUTIONS[resolution],
+    }
+    config = resolve(prompt, app.preset, overrides)
+    guidances = {
+        name: replace(side, cfg_scale=scale) for (name, side), scale in zip(sides().items(), scales)
+    }
+    return config, guidances
 
-        locate(teacher)  # one not on this machine ends here
-        overrides.update(teacher="sd", model=teacher)
-    config = load_config(prompt, app.preset, overrides | RESOLUTIONS[resolution])
-    return config, cfgs
+
+def teacher_source(choice: str) -> dict:
+    """The teacher node of a menu choice: an embedded teacher's name, else a model of the first
+    model-file teacher (TEACHERS) that has it on this machine."""
+    if not choice or not str(choice).strip():
+        raise ValueError(f"choose a teacher: {', '.join(TEACHERS)} or a model on this machine")
+    if choice in TEACHERS and TEACHERS[choice][1].embedded:
+        return {"name": choice}
+    errors = []
+    for name, (_, source) in TEACHERS.items():
+        if not source.embedded:
+            try:
+                source.locate(choice)
+                return {"name": name, "model": choice}
+            except ValueError as err:
+                errors.append(str(err))
+    raise ValueError(errors[0] if errors else f"unknown teacher {choice!r}")
 
 
 def teacher_choices() -> list[str]:
-    """The embedded teachers, then the Stable Diffusion models in the Hugging Face cache."""
-    from dream3d.teachers.stable_diffusion import cached_models
-
-    return [*EMBEDDED, *cached_models()]
+    """The embedded teachers, then the models on this machine of the others (TEACHERS)."""
+    embedded = [n for n, (_, source) in TEACHERS.items() if source.embedded]
+    models = [m for _, source in TEACHERS.values() if not source.embedded for m in source.cached()]
+    return embedded + models
 
 
 def _number(name: str, value, lo: float, hi: float, integer: bool = False):
@@ -122,7 +141,8 @@ def job_folder(root: Path, config) -> Path:
     """A new folder root/compare-<slug>-<seed>-<time>[-n] of its own."""
     from dream3d.pipelines.text_to_3d import slug
 
-    stem = f"compare-{slug(config.prompt)}-{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    when = time.strftime("%Y%m%d-%H%M%S")
+    stem = f"compare-{slug(config.prompt)}-{config.train.seed}-{when}"
     for n in range(1000):
         path = root / (stem if n == 0 else f"{stem}-{n}")
         try:
@@ -140,9 +160,9 @@ class PairRun:
     ``slots`` bounds how many pair runs train at once, cancelled ones included.
     """
 
-    def __init__(self, config, cfgs: dict, out: Path, slots: threading.Semaphore):
-        self.config, self.cfgs, self.out, self.slots = config, cfgs, out, slots
-        self.sides = {g: Side() for g in GUIDANCES}
+    def __init__(self, config, guidances: dict, out: Path, slots: threading.Semaphore):
+        self.config, self.guidances, self.out, self.slots = config, guidances, out, slots
+        self.sides = {g: Side() for g in guidances}
         self.stop = threading.Event()
         self.changed = threading.Condition()
         self.version = 0
@@ -166,10 +186,10 @@ class PairRun:
                 self._run_start = time.perf_counter()
                 compare(
                     self.config,
-                    [self.config.seed],
+                    [self.config.train.seed],
                     self.out,
                     progress=False,
-                    cfgs=self.cfgs,
+                    guidances=self.guidances,
                     watch=self._watch,
                     on_run=self._on_run,
                 )
@@ -186,15 +206,15 @@ class PairRun:
     def _watch(self, config, row: dict, generator) -> None:
         if self.stop.is_set():
             raise Cancelled
-        side = self.sides[config.guidance]
-        side.state = "training" if row["step"] < config.steps - 1 else "writing"
+        side, last = self.sides[config.guidance.name], config.train.steps - 1
+        side.state = "training" if row["step"] < last else "writing"
         side.history.append(row)
-        if row["step"] % PREVIEW_EVERY == 0 or row["step"] == config.steps - 1:
+        if row["step"] % PREVIEW_EVERY == 0 or row["step"] == last:
             side.preview = preview(generator)
         self._bump()
 
     def _on_run(self, config, out: Path, metrics: dict) -> None:
-        side = self.sides[config.guidance]
+        side = self.sides[config.guidance.name]
         side.state, side.out, side.metrics = "done", out, metrics
         side.wall = time.perf_counter() - self._run_start
         self._run_start = time.perf_counter()
@@ -229,9 +249,9 @@ def status_line(job: PairRun) -> str:
         if side.state == "training" and side.history:
             row = side.history[-1]
             per_step = row["time"] / (row["step"] + 1)
-            left = per_step * (job.config.steps - row["step"] - 1)
+            left = per_step * (job.config.train.steps - row["step"] - 1)
             parts.append(
-                f"**{g.upper()}** step {row['step'] + 1}/{job.config.steps}, "
+                f"**{g.upper()}** step {row['step'] + 1}/{job.config.train.steps}, "
                 f"{per_step:.2f} s/step, about {left:.0f} s left"
             )
         else:
@@ -256,10 +276,7 @@ def build_app(app: AppConfig):
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: offline first
     import gradio as gr
 
-    from dream3d.pipelines.text_to_3d import DEFAULT_CFG, load_config
-
     slots = threading.Semaphore(app.concurrency)
-    default_steps = load_config("a chair", app.preset, {"device": app.device}).steps
     with gr.Blocks(title="dream3d: SDS vs IKL") as page:
         gr.Markdown(
             "# dream3d: SDS vs IKL, same prompt, same seed\n"
@@ -267,36 +284,7 @@ def build_app(app: AppConfig):
             "integral KL (IKL, Diff-Instruct) on the same teacher, scored against the exact "
             "ground truth of the toy world."
         )
-        with gr.Row():
-            prompt = gr.Textbox(
-                label="prompt", placeholder="e.g. a red chair", scale=3, elem_id="prompt"
-            )
-            teacher = gr.Dropdown(
-                teacher_choices(),
-                value="tiny",
-                label="teacher",
-                info="tiny: the shipped UNet; oracle: the exact denoiser; or a Stable "
-                "Diffusion model on this machine (Hub id or folder)",
-                allow_custom_value=True,
-            )
-            resolution = gr.Radio(
-                list(RESOLUTIONS),
-                value="standard",
-                label="outputs",
-                info="turntable and mesh resolution",
-                elem_id="outputs",
-            )
-        gr.Examples(EXAMPLES, inputs=[prompt], label="catalogue prompts")
-        with gr.Row():
-            steps = gr.Number(
-                default_steps, precision=0, label=f"steps ({STEPS[0]}-{STEPS[1]})", elem_id="steps"
-            )
-            seed = gr.Number(0, precision=0, label="seed")
-            cfg_sds = gr.Number(DEFAULT_CFG["sds"], label="SDS CFG scale")
-            cfg_ikl = gr.Number(DEFAULT_CFG["ikl"], label="IKL CFG scale")
-        with gr.Row():
-            go = gr.Button("Run both", variant="primary", elem_id="run-both")
-            stop = gr.Button("Stop", variant="stop")
+        inputs, go, stop = _inputs(gr, app)
         status = gr.Markdown("Ready.", elem_id="status")
         table = gr.Dataframe(
             headers=list(TABLE),
@@ -311,15 +299,16 @@ def build_app(app: AppConfig):
                     panes[g] = _pane(gr, g)
         outputs = [status, table] + [c for pane in panes.values() for c in pane.values()]
 
-        def run_both(prompt, teacher, steps, seed, cfg_sds, cfg_ikl, resolution):
+        def run_both(prompt, teacher, steps, seed, *scales_and_resolution):
+            *scales, resolution = scales_and_resolution
             try:
-                config, cfgs = app_config(
-                    app, prompt, teacher, steps, seed, cfg_sds, cfg_ikl, resolution
+                config, guidances = app_config(
+                    app, prompt, teacher, steps, seed, scales, resolution
                 )
                 out = job_folder(app.out, config)
             except (ValueError, TypeError) as err:
                 raise gr.Error(str(err), print_exception=False) from None
-            job = PairRun(config, cfgs, out, slots).start()
+            job = PairRun(config, guidances, out, slots).start()
             try:
                 yield from _updates(gr, job, status, table, panes)
             finally:
@@ -327,13 +316,50 @@ def build_app(app: AppConfig):
             if job.error is not None:
                 raise gr.Error(f"the run stopped: {job.error}", print_exception=False)
 
-        inputs = [prompt, teacher, steps, seed, cfg_sds, cfg_ikl, resolution]
         event = gr.on(
-            [go.click, prompt.submit], run_both, inputs, outputs, api_name="run_both",
+            [go.click, inputs[0].submit], run_both, inputs, outputs, api_name="run_both",
             concurrency_limit=app.concurrency,
         )  # fmt: skip
         stop.click(None, cancels=[event], api_name=False)
     return page
+
+
+def _inputs(gr, app: AppConfig):
+    """The page's inputs in run_both's order (prompt, teacher, steps, seed, a CFG scale per
+    guidance, outputs), and the Run both and Stop buttons."""
+    from dream3d.pipelines.compare import sides
+    from dream3d.pipelines.text_to_3d import resolve
+
+    default_steps = resolve("a chair", app.preset, {"device": app.device}).train.steps
+    with gr.Row():
+        prompt = gr.Textbox(
+            label="prompt", placeholder="e.g. a red chair", scale=3, elem_id="prompt"
+        )
+        teacher = gr.Dropdown(
+            teacher_choices(),
+            value="tiny",
+            label="teacher",
+            info=teacher_help() + " (a Hub id or folder on this machine)",
+            allow_custom_value=True,
+        )
+        resolution = gr.Radio(
+            list(RESOLUTIONS),
+            value="standard",
+            label="outputs",
+            info="turntable and mesh resolution",
+            elem_id="outputs",
+        )
+    gr.Examples(EXAMPLES, inputs=[prompt], label="catalogue prompts")
+    with gr.Row():
+        steps = gr.Number(
+            default_steps, precision=0, label=f"steps ({STEPS[0]}-{STEPS[1]})", elem_id="steps"
+        )
+        seed = gr.Number(0, precision=0, label="seed")
+        cfgs = [gr.Number(c.cfg_scale, label=f"{g.upper()} CFG scale") for g, c in sides().items()]
+    with gr.Row():
+        go = gr.Button("Run both", variant="primary", elem_id="run-both")
+        stop = gr.Button("Stop", variant="stop")
+    return [prompt, teacher, steps, seed, *cfgs, resolution], go, stop
 
 
 def _pane(gr, guidance: str) -> dict:

@@ -9,7 +9,6 @@ uninterrupted run reaches; a non-finite loss stops it and leaves the last good c
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any, Literal
 import torch
 from tqdm.auto import tqdm
 
+from dream3d.checkpoint import load_checkpoint, save_checkpoint
 from dream3d.diffusion import check_choice
 from dream3d.interrupt import DeferredInterrupt
 
@@ -40,15 +40,16 @@ class Sample:
 
 @dataclass
 class TrainConfig:
-    """How long and how fast the generator trains."""
+    """How long and how fast the generator trains; the defaults are `dream3d run`'s on a CPU
+    (a NeRF: one view per step); the labs set theirs (batches of 256 points, lr 1e-3)."""
 
-    steps: int = 1000  # generator steps
-    batch: int = 256  # samples per step
-    lr: float = 1e-3  # Adam learning rate of the generator
+    steps: int = 600  # generator steps
+    batch: int = 1  # samples per step (a NeRF's: views rendered per step)
+    lr: float = 1e-2  # Adam learning rate of the generator
     lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: decays to 0 at the end
-    seed: int = 0  # seeds the draws of samples, t and noise
-    log_every: int = 10  # record a history row every this many steps
-    save_every: int = 0  # checkpoint every this many steps (0: only on Ctrl-C)
+    seed: int = 0  # seeds the generator's init (NeRF runs) and the draws of samples, t, noise
+    log_every: int = 5  # record a history row every this many steps
+    save_every: int = 200  # checkpoint every this many steps (0: only on Ctrl-C), given a path
     progress: bool = True  # show a progress bar
 
     def __post_init__(self):
@@ -84,36 +85,6 @@ class _State:
     elapsed: float = 0.0  # seconds of training before this process
 
 
-def save_checkpoint(path: Path, generator, opt, sched, guidance, state: _State) -> None:
-    """Everything resume needs, written atomically; loads with weights_only=True."""
-    blob = {
-        "generator": generator.state_dict(),
-        "optimizer": opt.state_dict(),
-        "scheduler": sched.state_dict(),
-        "guidance": guidance.state_dict(),
-        "rng": state.rng.get_state(),
-        "step": state.step,
-        "history": state.history,
-        "elapsed": state.elapsed,
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(blob, path.with_suffix(".tmp"))
-    os.replace(path.with_suffix(".tmp"), path)
-
-
-def load_checkpoint(path: Path, generator, opt, sched, guidance, state: _State) -> None:
-    """Restore a ``save_checkpoint`` file into the objects, in place."""
-    if not path.is_file():
-        raise ValueError(f"cannot resume: no checkpoint at {path}")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    generator.load_state_dict(blob["generator"])
-    opt.load_state_dict(blob["optimizer"])
-    sched.load_state_dict(blob["scheduler"])
-    guidance.load_state_dict(blob["guidance"])
-    state.rng.set_state(blob["rng"])
-    state.step, state.history, state.elapsed = blob["step"], blob["history"], blob["elapsed"]
-
-
 def train(
     generator: torch.nn.Module,
     guidance,
@@ -135,14 +106,19 @@ def train(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(_lr_factor, config))
     state = _State(torch.Generator().manual_seed(config.seed))
     path = Path(checkpoint) if checkpoint is not None else None
+    parts = dict(
+        generator=generator, optimizer=opt, scheduler=sched, guidance=guidance, rng=state.rng
+    )
     if resume:
         if path is None:
             raise ValueError("resume needs a checkpoint path")
-        load_checkpoint(path, generator, opt, sched, guidance, state)
+        plain = load_checkpoint(path, "step", "history", "elapsed", **parts)
+        state.step, state.history, state.elapsed = plain["step"], plain["history"], plain["elapsed"]
 
     def save():
         if path is not None:
-            save_checkpoint(path, generator, opt, sched, guidance, state)
+            plain = {"step": state.step, "history": state.history, "elapsed": state.elapsed}
+            save_checkpoint(path, **parts, **plain)
 
     start = time.perf_counter() - state.elapsed
     bar = tqdm(

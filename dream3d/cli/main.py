@@ -9,11 +9,14 @@ import tempfile
 from pathlib import Path
 
 from dream3d.cli import teacher as teacher_cli
+from dream3d.config import dotted, parse_set
 from dream3d.diffusion import WEIGHTINGS, check_t_range
 from dream3d.guidance import GUIDANCES
-from dream3d.train import NonFiniteError
+from dream3d.pipelines.world import TEACHERS, teacher_help
+from dream3d.train import NonFiniteError, TrainConfig
 
 EXIT_BAD_INPUT = 2
+TRAIN = TrainConfig()  # the defaults the help texts quote
 
 
 class Parser(argparse.ArgumentParser):
@@ -65,41 +68,55 @@ def _lab_parser(sub) -> None:
     lab.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+# The everyday flags of the NeRF commands and the settings of the config tree they set; any
+# other setting is `--set PATH=VALUE` (dream3d/pipelines/text_to_3d.py: TextTo3DConfig).
+RUN_FLAGS = {
+    "guidance": "guidance.name",
+    "teacher": "teacher.name",
+    "weights": "teacher.weights",
+    "model": "teacher.model",
+    "steps": "train.steps",
+    "seed": "train.seed",
+    "device": "device",
+    "cfg": "guidance.cfg_scale",
+    "lr": "train.lr",
+    "batch": "train.batch",
+    "fake_steps": "guidance.fake_steps",
+    "t_range": "guidance.t_range",
+}
+SIDE_FLAGS = ("guidance", "seed")  # set by compare and bench for each run, not by the user
+
+
 def _run_parser(sub) -> None:
     run = sub.add_parser(
         "run",
         help="train a NeRF from a prompt with SDS or IKL; views, video, mesh and scores",
         description="Trains a NeRF on the teacher (the embedded tiny one by default) and writes "
-        "config.yaml, metrics.json, "
-        "progress.png, views.png, turntable.mp4/.gif and mesh.glb/.obj/.ply into --out. "
-        "Settings not given come from the preset (scenes/presets/*.yaml).",
+        "config.yaml (the whole resolved config), metrics.json, progress.png, views.png, "
+        "turntable.mp4/.gif and mesh.glb/.obj/.ply into --out. Settings: the defaults, then "
+        "the preset (scenes/presets/*.yaml) or --config, then --set, then the flags below.",
     )
-    run.add_argument("--prompt", required=True, help='e.g. "a chair" or "a red chair"')
-    run.add_argument("--guidance", choices=sorted(GUIDANCES), help="default ikl")
-    _teacher_options(run)
-    run.add_argument("--steps", type=_positive_int, help="NeRF steps (preset: 600 on cpu)")
-    run.add_argument("--seed", type=int, help="random seed (default 0)")
+    run.add_argument("--prompt", help='e.g. "a chair" or "a red chair" (or from --config)')
+    run.add_argument("--guidance", choices=list(GUIDANCES), help="default ikl")
+    run.add_argument("--seed", type=int, help=f"random seed (default {TRAIN.seed})")
     run.add_argument("--out", type=Path, help="default outputs/<prompt>-<guidance>-<seed>")
     run.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt")
-    run.add_argument("--device", choices=["cpu", "cuda"], help="default cpu")
     run.add_argument(
-        "--preset", help="cpu | cuda (scenes/presets) or a .yaml file (default: by device)"
+        "--config",
+        type=Path,
+        metavar="CONFIG_YAML",
+        help="repeat a run: its OUT/config.yaml instead of a preset (flags still apply)",
     )
-    run.add_argument("--cfg", type=float, help="guidance scale (default sds 20, ikl 7.5)")
-    run.add_argument("--lr", type=float, help="field learning rate")
-    run.add_argument("--batch", type=_positive_int, help="views per step")
+    _nerf_options(run)
+    run.add_argument("--lr", type=float, help=f"field learning rate (default {TRAIN.lr:g})")
+    run.add_argument("--batch", type=_positive_int, help=f"views per step (default {TRAIN.batch})")
     run.add_argument("--fake-steps", type=_positive_int, help="IKL fake-score steps per step")
     run.add_argument("--t-range", type=_t_range, help="T_MIN,T_MAX fractions of T")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _teacher_options(p) -> None:
-    p.add_argument(
-        "--teacher",
-        choices=["tiny", "oracle", "sd"],
-        help="tiny: the shipped UNet (default); oracle: the exact denoiser of true renders; "
-        "sd: Stable Diffusion (--model)",
-    )
+    p.add_argument("--teacher", choices=list(TEACHERS), help=f"default tiny. {teacher_help()}")
     p.add_argument("--weights", help="tiny teacher file (default: the shipped one)")
     p.add_argument(
         "--model",
@@ -109,11 +126,50 @@ def _teacher_options(p) -> None:
 
 
 def _nerf_options(p) -> None:
-    """The settings every multi-run NeRF command shares with `dream3d run`."""
+    """The settings every NeRF command shares with `dream3d run`."""
     _teacher_options(p)
-    p.add_argument("--steps", type=_positive_int, help="NeRF steps of every run")
+    p.add_argument(
+        "--steps", type=_positive_int, help=f"NeRF steps of every run (default {TRAIN.steps})"
+    )
     p.add_argument("--device", choices=["cpu", "cuda"], help="default cpu")
     p.add_argument("--preset", help="cpu | cuda (scenes/presets) or a .yaml file")
+    p.add_argument(
+        "--cfg",
+        type=float,
+        help="classifier-free guidance scale (default "
+        + ", ".join(f"{n} {c().cfg_scale:g}" for n, (_, c) in GUIDANCES.items())
+        + ")",
+    )
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="any setting of the config tree, e.g. --set guidance.cfg_scale=30 "
+        "--set nerf.render.samples=64 (repeatable; see a run's config.yaml for every path)",
+    )
+
+
+def _overrides(args, skip=()) -> dict:
+    """The tree the user set: --set pairs, then the flags (which win)."""
+    pairs = dict(parse_set(text) for text in args.sets)
+    for flag, path in RUN_FLAGS.items():
+        if flag not in skip and getattr(args, flag, None) is not None:
+            pairs[path] = getattr(args, flag)
+    return dotted(pairs)
+
+
+def _resolve(args, prompt, skip=()):
+    """The run config and the user's overrides; prints how an unusual prompt was read."""
+    from dream3d.pipelines.text_to_3d import read_prompt, resolve
+
+    overrides = _overrides(args, skip)
+    config = resolve(prompt, args.preset, overrides, getattr(args, "config", None))
+    spec = read_prompt(config.prompt)
+    if spec.mapped_from:
+        print(f"dream3d: {spec.mapped_from!r} read as {spec.text!r}", file=sys.stderr)
+    return config, overrides
 
 
 def _compare_parser(sub) -> None:
@@ -121,75 +177,70 @@ def _compare_parser(sub) -> None:
         "compare",
         help="SDS and IKL on the same prompt and seeds: side-by-side image, video and table",
         description="Runs `dream3d run` for each guidance and seed into OUT/<guidance>-<seed>/ "
-        "and writes compare.png, compare.mp4/.gif and compare.md/.csv into OUT.",
+        "and writes compare.png, compare.mp4/.gif and compare.md/.csv into OUT. --cfg and "
+        "--set guidance.* apply to every guidance that has the setting.",
     )
     cmp.add_argument("--prompt", required=True, help='e.g. "a chair"')
     cmp.add_argument("--seeds", type=_positive_int, default=1, help="seeds 0..N-1 (default 1)")
     _nerf_options(cmp)
-    cmp.add_argument("--cfg", type=float, help="one guidance scale for both (default: each's)")
     cmp.add_argument("--out", type=Path, help="default outputs/compare-<prompt>")
     cmp.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def compare_nerf(args) -> dict:
-    from dream3d.pipelines.compare import compare
-    from dream3d.pipelines.text_to_3d import load_config, slug
+    from dream3d.pipelines.compare import compare, sides
+    from dream3d.pipelines.text_to_3d import slug
 
-    keys = ("teacher", "weights", "model", "steps", "device", "cfg")
-    overrides = {k: getattr(args, k) for k in keys}
-    config = load_config(args.prompt, args.preset, overrides)
-    config.cfg = args.cfg  # None: each guidance its own default
+    config, overrides = _resolve(args, args.prompt, skip=SIDE_FLAGS)
+    guidances = sides(overrides.get("guidance", {}))
     out = args.out or Path("outputs") / f"compare-{slug(args.prompt)}"
     _check_writable(out)
-    rows = compare(config, list(range(args.seeds)), out, progress=not args.quiet)
+    rows = compare(config, list(range(args.seeds)), out, not args.quiet, guidances)
     print((out / "compare.md").read_text())
     print(f"wrote {out}", file=sys.stderr)
     return {"rows": rows}
 
 
 def _bench_parser(sub) -> None:
+    from dream3d.pipelines.bench import BENCHMARKS
+
     bench = sub.add_parser("bench", help="benchmarks: ground-truth quality of SDS vs IKL")
     bsub = bench.add_subparsers(dest="action", required=True, parser_class=Parser)
-    q = bsub.add_parser(
-        "quality",
-        help="SDS and IKL NeRFs over catalogue prompts, scored against the exact ground truth",
-        description="Runs `dream3d run` per prompt, guidance and seed into OUT and writes "
-        "OUT/quality.md and OUT/quality.csv. Finished runs in OUT are reused.",
-    )
-    q.add_argument("--prompts", type=Path, help="one prompt per line (default: 4)")
-    q.add_argument("--seeds", type=_positive_int, default=1, help="seeds per prompt")
-    _nerf_options(q)
-    q.add_argument("--out", type=Path, default=Path("outputs/bench-quality"))
-    q.add_argument("--quiet", action="store_true", help="no progress bars")
+    for name, (_, text) in BENCHMARKS.items():
+        q = bsub.add_parser(name, help=text.splitlines()[0], description=text)
+        q.add_argument("--prompts", type=Path, help="one prompt per line (default: 4)")
+        q.add_argument("--seeds", type=_positive_int, default=1, help="seeds per prompt")
+        _nerf_options(q)
+        q.add_argument("--out", type=Path, default=Path(f"outputs/bench-{name}"))
+        q.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def bench_quality(args) -> dict:
-    from dream3d.pipelines.bench import quality, read_prompts
-    from dream3d.pipelines.text_to_3d import load_config
-    from scenes.prompts import parse_prompt
+def bench(args) -> dict:
+    from dream3d.pipelines.bench import BENCHMARKS, read_prompts
+    from dream3d.pipelines.compare import sides
 
     prompts = read_prompts(args.prompts)
-    overrides = {k: getattr(args, k) for k in ("teacher", "weights", "model", "steps", "device")}
     for prompt in prompts:  # bad prompts fail before any run starts
-        parse_prompt(prompt)
-    base = load_config(prompts[0], args.preset, overrides)
+        _resolve(args, prompt, skip=SIDE_FLAGS)
+    config, overrides = _resolve(args, prompts[0], skip=SIDE_FLAGS)
+    guidances = sides(overrides.get("guidance", {}))
     _check_writable(args.out)
-    rows = quality(base, prompts, args.seeds, args.out, progress=not args.quiet)
-    print((args.out / "quality.md").read_text())
-    print(f"wrote {args.out}/quality.md and quality.csv", file=sys.stderr)
+    run_bench, _ = BENCHMARKS[args.action]
+    rows = run_bench(config, prompts, args.seeds, args.out, not args.quiet, guidances)
+    print((args.out / f"{args.action}.md").read_text())
+    print(f"wrote {args.out}/{args.action}.md and {args.action}.csv", file=sys.stderr)
     return {"rows": rows}
 
 
 def run_nerf(args) -> dict:
-    from dream3d.pipelines.text_to_3d import default_out, load_config, run
+    from dream3d.pipelines.text_to_3d import default_out, text_to_3d
 
-    names = ("guidance", "teacher", "weights", "model", "steps", "seed", "device", "cfg", "lr")
-    overrides = {name: getattr(args, name) for name in names}
-    overrides.update(batch=args.batch, fake_steps=args.fake_steps, t_range=args.t_range)
-    config = load_config(args.prompt, args.preset, overrides)
+    if args.prompt is None and args.config is None:
+        raise ValueError("the prompt is missing: --prompt TEXT (or --config OUT/config.yaml)")
+    config, _ = _resolve(args, args.prompt)
     out = args.out or default_out(config)
     _check_writable(out)
-    metrics = run(config, out, args.resume, progress=not args.quiet)
+    metrics = text_to_3d(config, out, args.resume, progress=not args.quiet)
     print(json.dumps(metrics, indent=2))
     print(f"wrote {out}", file=sys.stderr)
     return metrics
@@ -216,7 +267,7 @@ def _app_parser(sub) -> None:
 
 def serve_app(args) -> None:
     from dream3d.app import AppConfig, serve
-    from dream3d.pipelines.text_to_3d import load_config
+    from dream3d.pipelines.text_to_3d import resolve
     from dream3d.pipelines.world import check_device
 
     try:
@@ -227,7 +278,7 @@ def serve_app(args) -> None:
     if args.device:
         app.device = args.device
     check_device(app.device)
-    load_config("a chair", app.preset, {"device": app.device})  # a bad preset fails here
+    resolve("a chair", app.preset, {"device": app.device})  # a bad preset fails here
     _check_writable(args.out)
     serve(app, args.host, args.port, args.share)
 
@@ -296,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "compare":
             compare_nerf(args)
         elif args.command == "bench":
-            bench_quality(args)
+            bench(args)
         elif args.command == "app":
             serve_app(args)
         else:

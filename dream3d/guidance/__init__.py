@@ -1,4 +1,9 @@
-"""Guidance losses by name: ``make_guidance("sds" | "ikl", teacher, **options)``."""
+"""Guidance losses, one registry entry each: ``GUIDANCES[name] = (class, config class)``.
+
+Adding a guidance is one module (a ``Guidance`` subclass and, if it has settings of its own,
+a ``GuidanceConfig`` subclass naming itself in ``name``) plus one entry here; the CLI's
+choices, the app's columns, compare's and bench's sides are read from this dict.
+"""
 
 from __future__ import annotations
 
@@ -6,36 +11,47 @@ from dataclasses import fields
 
 from dream3d.diffusion import check_choice
 from dream3d.guidance.base import Guidance, GuidanceConfig, inject
+from dream3d.guidance.fake_scores import FAKE_SCORES
 from dream3d.guidance.ikl import IKL, IKLConfig
 from dream3d.guidance.sds import SDS
 
 GUIDANCES = {"sds": (SDS, GuidanceConfig), "ikl": (IKL, IKLConfig)}
 
 
-def make_guidance(name: str, teacher, dim: int = 0, n_classes: int = 0, **options) -> Guidance:
-    """Build a guidance from config fields; ``None`` keeps a default, and options that only
-    the other guidance has (say ``fake_steps`` for SDS) are left out, so one set of options
-    can build both sides of a comparison."""
+def build_guidance(config: GuidanceConfig, teacher, dim: int = 0, n_classes: int = 0) -> Guidance:
+    """The guidance ``config`` configures (by its ``name``), on ``teacher``."""
+    return GUIDANCES[config.name][0](teacher, config, dim=dim, n_classes=n_classes)
+
+
+def guidance_config(name: str, **options) -> GuidanceConfig:
+    """Config of guidance ``name`` from options; ``None`` keeps a default, and options that
+    only other guidances have (say ``fake_steps`` for SDS) are left out, so one set of
+    options configures every side of a comparison."""
     check_choice("guidance", name, tuple(GUIDANCES))
-    cls, config_cls = GUIDANCES[name]
-    known = {f.name for c in (GuidanceConfig, IKLConfig) for f in fields(c)}
+    known = {f.name for _, c in GUIDANCES.values() for f in fields(c)}
     unknown = sorted(set(options) - known)
     if unknown:
         raise ValueError(f"unknown guidance options: {', '.join(unknown)}")
+    config_cls = GUIDANCES[name][1]
     own = {f.name for f in fields(config_cls)}
-    config = config_cls(**{k: v for k, v in options.items() if v is not None and k in own})
-    if name == "ikl":
-        return cls(teacher, config, dim=dim, n_classes=n_classes)
-    return cls(teacher, config)
+    return config_cls(**{k: v for k, v in options.items() if v is not None and k in own})
+
+
+def make_guidance(name: str, teacher, dim: int = 0, n_classes: int = 0, **options) -> Guidance:
+    """``build_guidance(guidance_config(name, **options), teacher, dim, n_classes)``."""
+    return build_guidance(guidance_config(name, **options), teacher, dim, n_classes)
 
 
 __all__ = [
+    "FAKE_SCORES",
     "GUIDANCES",
     "IKL",
     "SDS",
     "Guidance",
     "GuidanceConfig",
     "IKLConfig",
+    "build_guidance",
+    "guidance_config",
     "inject",
     "make_guidance",
 ]

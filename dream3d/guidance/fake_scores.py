@@ -19,10 +19,15 @@ class DiracScore(nn.Module):
     """Exact eps of a point mass at x0: p_g,t = N(a_t x0, s_t^2 I), eps = (x_t - a_t x0) / s_t."""
 
     trainable = False
+    from_scratch = False  # exact from the first step
 
     def __init__(self, abar: torch.Tensor):
         super().__init__()
         self.abar = abar
+
+    @classmethod
+    def build(cls, teacher, config, dim: int, n_classes: int):
+        return cls(teacher.alphas_cumprod)
 
     def eps(self, x_t, t, cond, x0):
         a, s = coefficients(self.abar, t, x_t)
@@ -33,6 +38,7 @@ class MLPScore(nn.Module):
     """A time-conditioned MLP eps(x_t, t[, class]) for low-dimensional data, from scratch."""
 
     trainable = True
+    from_scratch = True
 
     def __init__(
         self, dim: int, steps: int, hidden: int = 128, layers: int = 3, n_classes: int = 0
@@ -41,6 +47,13 @@ class MLPScore(nn.Module):
         self.time = FourierTime(steps)
         self.classes = nn.Embedding(n_classes + 1, 16) if n_classes else None  # row 0: no class
         self.net = mlp(dim + self.time.dim + (16 if n_classes else 0), dim, hidden, layers)
+
+    @classmethod
+    def build(cls, teacher, config, dim: int, n_classes: int):
+        if dim < 1:
+            raise ValueError("the mlp fake score needs the data dimension (dim=...)")
+        steps = len(teacher.alphas_cumprod)
+        return cls(dim, steps, config.fake_hidden, config.fake_layers, n_classes)
 
     def eps(self, x_t, t, cond=None, x0=None):
         h = [x_t.flatten(1), self.time(t)]
@@ -58,6 +71,7 @@ class TeacherCopy(nn.Module):
     """
 
     trainable = True
+    from_scratch = False  # starts as the teacher: p_g = q
 
     def __init__(self, teacher: nn.Module):
         super().__init__()
@@ -65,6 +79,10 @@ class TeacherCopy(nn.Module):
             raise ValueError("fake score 'teacher' needs a network teacher; use 'mlp' instead")
         source = getattr(teacher, "denoiser", teacher)
         self.net = copy.deepcopy(source).float().requires_grad_(True)  # fp32 for Adam
+
+    @classmethod
+    def build(cls, teacher, config, dim: int, n_classes: int):
+        return cls(teacher)
 
     def eps(self, x_t, t, cond, x0=None):
         return self.net.eps(x_t, t, cond)
@@ -79,6 +97,7 @@ class UNetScore(nn.Module):
     """
 
     trainable = True
+    from_scratch = True
 
     def __init__(self, size: int, channels: tuple[int, ...] = (16, 32, 32)):
         super().__init__()
@@ -87,5 +106,14 @@ class UNetScore(nn.Module):
         config = TinyConfig(size=size, block_out_channels=channels, head_dim=16, text_in_time=False)
         self.net = TinyTeacher(config)
 
+    @classmethod
+    def build(cls, teacher, config, dim: int, n_classes: int):
+        return cls(config.fake_size)
+
     def eps(self, x_t, t, cond=None, x0=None):
         return self.net.eps(x_t, t, None)
+
+
+# The fake scores IKL can fit, by name: each class has build(teacher, ikl_config, dim, n_classes)
+# and says whether it starts from scratch (then IKL warms it up before the first step).
+FAKE_SCORES = {"dirac": DiracScore, "mlp": MLPScore, "teacher": TeacherCopy, "unet": UNetScore}

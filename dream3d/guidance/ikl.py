@@ -3,37 +3,51 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar
 
 import torch
+from torch import nn
 
 from dream3d.diffusion import add_noise, check_choice
 from dream3d.guidance.base import Guidance, GuidanceConfig
-from dream3d.guidance.fake_scores import DiracScore, MLPScore, TeacherCopy, UNetScore
+from dream3d.guidance.fake_scores import FAKE_SCORES
 
-FAKES = ("dirac", "mlp", "teacher", "unet")
+WARMUP_FROM_SCRATCH = 200  # fake-score steps on the first samples when the fake starts untrained
 
 
 @dataclass
 class IKLConfig(GuidanceConfig):
     """GuidanceConfig plus the fake score and how it is fitted."""
 
+    name: ClassVar[str] = "ikl"
     cfg_scale: float = 7.5  # ProlificDreamer's scale for VSD/IKL
-    fake: Literal["dirac", "mlp", "teacher", "unet"] = "mlp"  # point mass, MLP, teacher copy, UNet
+    # a FAKE_SCORES name, or auto: the teacher's own choice (its ``fake_score``: a copy of a
+    # network teacher, a small UNet for the oracle, an MLP for mixtures)
+    fake: str = "auto"
     fake_steps: int = 1  # k fake-score steps per generator step (DMD2 uses 5)
-    fake_warmup: int = 0  # extra fake-score steps before the first generator step
-    fake_lr: float = 1e-3  # Adam learning rate of the fake score
+    # extra fake-score steps before the first generator step; None: 0 for a fake that starts
+    # as the teacher (or exact), WARMUP_FROM_SCRATCH for one fitted from scratch
+    fake_warmup: int | None = None
+    fake_lr: float = 1e-4  # Adam learning rate of the fake score (dream3d run's)
     fake_hidden: int = 128  # MLP fake score width
     fake_layers: int = 3  # MLP fake score depth
     fake_size: int = 32  # image side of the UNet fake score
 
     def __post_init__(self):
         super().__post_init__()
-        check_choice("fake score", self.fake, FAKES)
+        check_choice("fake score", self.fake, ("auto", *FAKE_SCORES))
         if self.fake_steps < 1:
             raise ValueError(f"fake steps k must be >= 1, got {self.fake_steps}")
-        if self.fake_warmup < 0:
+        if self.fake_warmup is not None and self.fake_warmup < 0:
             raise ValueError(f"fake warm-up must be >= 0, got {self.fake_warmup}")
+        if not self.fake_lr > 0:
+            raise ValueError(f"fake lr must be > 0, got {self.fake_lr}")
+
+
+def auto_fake(teacher) -> str:
+    """The fake score a teacher asks for (``teacher.fake_score``), else a copy of a network
+    teacher, else an MLP (low-dimensional exact teachers)."""
+    return getattr(teacher, "fake_score", "teacher" if isinstance(teacher, nn.Module) else "mlp")
 
 
 class IKL(Guidance):
@@ -42,20 +56,16 @@ class IKL(Guidance):
     def __init__(self, teacher, config: IKLConfig | None = None, dim: int = 0, n_classes: int = 0):
         super().__init__(teacher, config or IKLConfig())
         c = self.config
-        if c.fake == "dirac":
-            self.fake = DiracScore(self.abar)
-        elif c.fake == "mlp":
-            if dim < 1:
-                raise ValueError("the mlp fake score needs the data dimension (dim=...)")
-            self.fake = MLPScore(dim, len(self.abar), c.fake_hidden, c.fake_layers, n_classes)
-        elif c.fake == "unet":
-            self.fake = UNetScore(c.fake_size)
-        else:
-            self.fake = TeacherCopy(teacher)
+        name = auto_fake(teacher) if c.fake == "auto" else c.fake
+        self.fake = FAKE_SCORES[name].build(teacher, c, dim, n_classes)
         self.opt = (
             torch.optim.Adam(self.fake.parameters(), lr=c.fake_lr) if self.fake.trainable else None
         )
-        self._warm = c.fake_warmup == 0
+        warmup = c.fake_warmup
+        if warmup is None:
+            warmup = WARMUP_FROM_SCRATCH if self.fake.from_scratch else 0
+        self.warmup = warmup
+        self._warm = warmup == 0
 
     def eps_fake(self, x_t, t, cond, x0, eps):
         return self.fake.eps(x_t, t, cond, x0)
@@ -64,11 +74,7 @@ class IKL(Guidance):
         """k denoising-score-matching steps: min E || eps_phi(a_t x0 + s_t eps, t) - eps ||^2."""
         if self.opt is None:
             return {}
-        steps = (
-            self.config.fake_steps
-            if self._warm
-            else self.config.fake_steps + self.config.fake_warmup
-        )
+        steps = self.config.fake_steps + (0 if self._warm else self.warmup)
         self._warm = True
         x0 = x0.detach()
         for _ in range(steps):

@@ -11,8 +11,8 @@ class SDS(Guidance):
     That is IKL with the exact score of a point mass (Diff-Instruct, Corollary 3.4).
     """
 
-    def __init__(self, teacher, config: GuidanceConfig | None = None):
-        super().__init__(teacher, config or GuidanceConfig())
+    def __init__(self, teacher, config: GuidanceConfig | None = None, dim: int = 0, n_classes=0):
+        super().__init__(teacher, config or GuidanceConfig())  # no fake score: dim unused
 
     def eps_fake(self, x_t, t, cond, x0, eps):
         return eps

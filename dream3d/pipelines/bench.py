@@ -9,20 +9,22 @@ pairwise Chamfer distance between the seeds' meshes); then the mean per guidance
 
 from __future__ import annotations
 
-import csv
 import itertools
 import json
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import trimesh
 import yaml
 
-from dream3d.pipelines.text_to_3d import DEFAULT_CFG, RunConfig, run, slug
+from dream3d.config import to_dict
+from dream3d.guidance import GuidanceConfig
+from dream3d.pipelines.compare import side, sides
+from dream3d.pipelines.tables import markdown, write_csv
+from dream3d.pipelines.text_to_3d import TextTo3DConfig, slug, text_to_3d
 
 # the default prompt set: ~30 min on 2 CPU cores (estimated from the README runs' times)
 DEFAULT_PROMPTS = ("a chair", "a table", "a red sphere", "a blue cube")
-GUIDANCES = ("sds", "ikl")
 SCORES = ("silhouette_iou", "occupancy_iou", "chamfer", "colour_error")
 
 
@@ -39,18 +41,14 @@ def read_prompts(path: Path | None) -> list[str]:
     return prompts
 
 
-def run_once(config: RunConfig, out: Path, progress: bool) -> dict:
+def run_once(config: TextTo3DConfig, out: Path, progress: bool) -> dict:
     """A run's metrics: read from a finished run in ``out`` with the same config, else run."""
     done = out / "metrics.json"
     if done.is_file() and (out / "config.yaml").is_file():
         saved = yaml.safe_load((out / "config.yaml").read_text())
-        if saved == _as_yaml(config):
+        if saved == yaml.safe_load(yaml.safe_dump(to_dict(config), sort_keys=False)):
             return json.loads(done.read_text())
-    return run(config, out, progress=progress)
-
-
-def _as_yaml(config: RunConfig) -> dict:
-    return yaml.safe_load(yaml.safe_dump(asdict(config), sort_keys=False))
+    return text_to_3d(config, out, progress=progress)
 
 
 def diversity(paths: list[Path]) -> float | None:
@@ -64,20 +62,27 @@ def diversity(paths: list[Path]) -> float | None:
     return sum(chamfer_distance(a, b) for a, b in pairs) / len(pairs)
 
 
-def quality(base: RunConfig, prompts: list[str], seeds: int, out: Path, progress=True):
-    """Run everything, write quality.md/.csv into ``out``; returns the table rows."""
+def quality(
+    base: TextTo3DConfig,
+    prompts: list[str],
+    seeds: int,
+    out: Path,
+    progress: bool = True,
+    guidances: dict[str, GuidanceConfig] | None = None,
+) -> list[dict]:
+    """Run every prompt x guidance x seed, write quality.md/.csv into ``out``; returns the
+    rows. ``guidances``: each side's config (default ``sides()``: each guidance's defaults)."""
+    guidances = guidances or sides()
     rows = []
     for prompt in prompts:
-        for guidance in GUIDANCES:
+        for name, guidance in guidances.items():
             runs = []
             for seed in range(seeds):
-                config = replace(
-                    base, prompt=prompt, guidance=guidance, seed=seed, cfg=DEFAULT_CFG[guidance]
-                )
-                folder = out / f"{slug(prompt)}-{guidance}-{seed}"
+                config = side(replace(base, prompt=prompt), guidance, seed)
+                folder = out / f"{slug(prompt)}-{name}-{seed}"
                 runs.append((folder, run_once(config, folder, progress)))
-            rows.append(summarise(prompt, guidance, runs))
-    write_tables(rows, out)
+            rows.append(summarise(prompt, name, runs))
+    write_tables(rows, out, list(guidances))
     return rows
 
 
@@ -103,28 +108,25 @@ def _cell(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def write_csv(rows: list[dict], path: Path) -> None:
-    """Rows (dicts with the same keys) as CSV with a header."""
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def markdown(rows: list[dict], cell=str) -> list[str]:
-    """A markdown table's lines: header, rule, one line per row (cells formatted by ``cell``)."""
-    keys = list(rows[0])
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    return lines + ["| " + " | ".join(cell(r[k]) for k in keys) + " |" for r in rows]
-
-
-def write_tables(rows: list[dict], out: Path) -> None:
+def write_tables(rows: list[dict], out: Path, names: list[str]) -> None:
     """quality.csv (a row per prompt and guidance) and quality.md (plus a mean per guidance)."""
     keys = list(rows[0])
     write_csv(rows, out / "quality.csv")
     lines = markdown(rows, _cell)
-    for g in GUIDANCES:
+    for g in names:
         mine = [r for r in rows if r["guidance"] == g]
         means = [_cell(_mean([r[k] for r in mine])) for k in keys[3:]]
         lines.append("| **mean** | " + f"**{g}** | " + " | ".join(["", *means]) + " |")
     (out / "quality.md").write_text("\n".join(lines) + "\n")
+
+
+# The benchmarks by name: (function, help). `dream3d bench NAME` runs one; each function takes
+# (base config, prompts, seeds, out, progress, guidances) and writes OUT/NAME.md and NAME.csv.
+BENCHMARKS = {
+    "quality": (
+        quality,
+        "SDS and IKL NeRFs over catalogue prompts, scored against the exact ground truth.\n"
+        "Runs `dream3d run` per prompt, guidance and seed into OUT and writes OUT/quality.md "
+        "and OUT/quality.csv. Finished runs in OUT with the same config are reused.",
+    )
+}

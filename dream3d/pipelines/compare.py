@@ -7,52 +7,68 @@ and compare.md/.csv (ground-truth scores and wall time per run, and the mean per
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageSequence
 
-from dream3d.pipelines.bench import markdown, write_csv
-from dream3d.pipelines.text_to_3d import DEFAULT_CFG, RunConfig, run
+from dream3d.config import from_dict
+from dream3d.guidance import GUIDANCES, GuidanceConfig
+from dream3d.pipelines.tables import markdown, write_csv
+from dream3d.pipelines.text_to_3d import TextTo3DConfig, text_to_3d
 from dream3d.video import write_video
 
-GUIDANCES = ("sds", "ikl")
 COLUMNS = ("occupancy_iou", "silhouette_iou", "chamfer", "colour_error", "nearest_colour")
 
 
+def sides(settings: dict | None = None) -> dict[str, GuidanceConfig]:
+    """One config per guidance of GUIDANCES, each from its defaults and those of ``settings``
+    (a guidance node of the tree, e.g. {"cfg_scale": 30}) that it has; a setting no guidance
+    has is a ValueError."""
+    settings = {k: v for k, v in (settings or {}).items() if k != "name"}
+    own = {name: {f.name for f in fields(c)} for name, (_, c) in GUIDANCES.items()}
+    unknown = sorted(set(settings) - set().union(*own.values()))
+    if unknown:
+        raise ValueError(f"guidance: unknown setting {', '.join(unknown)}")
+    return {
+        name: from_dict(c, {k: v for k, v in settings.items() if k in own[name]}, "guidance")
+        for name, (_, c) in GUIDANCES.items()
+    }
+
+
+def side(config: TextTo3DConfig, guidance: GuidanceConfig, seed: int) -> TextTo3DConfig:
+    """``config`` with this guidance and seed."""
+    return replace(config, guidance=guidance, train=replace(config.train, seed=seed))
+
+
 def compare(
-    config: RunConfig,
+    config: TextTo3DConfig,
     seeds: list[int],
     out: Path,
     progress: bool = True,
-    cfgs: dict[str, float] | None = None,
+    guidances: dict[str, GuidanceConfig] | None = None,
     watch=None,
     on_run=None,
 ) -> list[dict]:
-    """Run both guidances for every seed, then write the side-by-side files; returns the rows.
+    """Run every guidance for every seed, then write the side-by-side files; returns the rows.
 
-    ``cfgs``: a CFG scale per guidance (default: ``config.cfg`` for both, or each's default).
-    ``watch`` goes to every ``run``; ``on_run(config, out, metrics)`` hears of each finished run.
+    ``guidances``: the config of each side (default ``sides()``: each guidance's defaults).
+    ``watch`` goes to every run; ``on_run(config, out, metrics)`` hears of each finished run.
     """
+    guidances = guidances or sides()
     rows = []
     for seed in seeds:
-        for guidance in GUIDANCES:
-            cfg = (cfgs or {}).get(guidance, config_cfg(config, guidance))
-            one = replace(config, guidance=guidance, seed=seed, cfg=cfg)
-            metrics = run(one, out / f"{guidance}-{seed}", progress=progress, watch=watch)
+        for name, guidance in guidances.items():
+            one = side(config, guidance, seed)
+            metrics = text_to_3d(one, out / f"{name}-{seed}", progress=progress, watch=watch)
             rows.append(row_of(metrics))
             if on_run is not None:
-                on_run(one, out / f"{guidance}-{seed}", metrics)
-    side_by_side_views(out, seeds)
-    side_by_side_video(out, seeds)
-    write_table(rows, out)
+                on_run(one, out / f"{name}-{seed}", metrics)
+    side_by_side_views(out, seeds, list(guidances))
+    side_by_side_video(out, seeds, list(guidances))
+    write_table(rows, out, list(guidances))
     return rows
-
-
-def config_cfg(config: RunConfig, guidance: str) -> float:
-    """The CFG scale of one side: the user's, if given for the comparison, else its default."""
-    return config.cfg if config.cfg is not None else DEFAULT_CFG[guidance]
 
 
 def row_of(metrics: dict) -> dict:
@@ -72,16 +88,16 @@ def _labelled(path: Path, label: str) -> Image.Image:
     return canvas
 
 
-def side_by_side_views(out: Path, seeds: list[int]) -> None:
+def side_by_side_views(out: Path, seeds: list[int], names: list[str]) -> None:
     """compare.png: each run's views.png as a row, labelled guidance and seed."""
-    rows = [_labelled(out / f"{g}-{s}" / "views.png", f"{g} {s}") for s in seeds for g in GUIDANCES]
+    rows = [_labelled(out / f"{g}-{s}" / "views.png", f"{g} {s}") for s in seeds for g in names]
     grid = Image.new("RGB", (rows[0].width, sum(r.height for r in rows)), "white")
     for i, row in enumerate(rows):
         grid.paste(row, (0, i * rows[0].height))
     grid.save(out / "compare.png")
 
 
-def side_by_side_video(out: Path, seeds: list[int]) -> None:
+def side_by_side_video(out: Path, seeds: list[int], names: list[str]) -> None:
     """compare.mp4 and .gif: the runs' turntables in one frame, SDS | IKL, a row per seed."""
 
     def frames(path):
@@ -90,7 +106,7 @@ def side_by_side_video(out: Path, seeds: list[int]) -> None:
         )
 
     rows = [
-        np.concatenate([frames(out / f"{g}-{s}" / "turntable.gif") for g in GUIDANCES], axis=2)
+        np.concatenate([frames(out / f"{g}-{s}" / "turntable.gif") for g in names], axis=2)
         for s in seeds
     ]
     video = np.concatenate(rows, axis=1)  # (N, H * seeds, W * 2, 3)
@@ -98,12 +114,12 @@ def side_by_side_video(out: Path, seeds: list[int]) -> None:
     write_video(video, out / "compare.gif", fps=12)
 
 
-def write_table(rows: list[dict], out: Path) -> None:
+def write_table(rows: list[dict], out: Path, names: list[str]) -> None:
     """compare.csv (every run) and compare.md (every run, then the mean per guidance)."""
     keys = list(rows[0])
     write_csv(rows, out / "compare.csv")
     lines = markdown(rows)
-    for g in GUIDANCES:
+    for g in names:
         mine = [r for r in rows if r["guidance"] == g]
         cells = [g, "mean"] + [_mean([r[k] for r in mine]) for k in keys[2:]]
         lines.append("| " + " | ".join(cells) + " |")

@@ -17,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from dream3d.cameras import Cameras
+from dream3d.cameras import CameraConfig, Cameras, sample_cameras
 from dream3d.video import turntable_cameras, write_video
 
 _MATPLOTLIB = threading.Lock()  # its text layout is not thread-safe: the app draws as runs save
@@ -51,6 +51,11 @@ def orbit_cameras(azimuths) -> Cameras:
     """Cameras at these azimuths (degrees), 15 degrees up, radius 2.8: the views of a result."""
     n = len(azimuths)
     return Cameras(torch.tensor(azimuths), torch.full((n,), 15.0), torch.full((n,), 2.8), 40)
+
+
+def held_out_cameras(n: int = 16, seed: int = 12345) -> Cameras:
+    """Views no run trains on (a fixed seed), for silhouette scores."""
+    return sample_cameras(n, torch.Generator().manual_seed(seed), CameraConfig())
 
 
 def save_views(generator, path: Path, size: int = 64, samples: int = 64) -> None:
@@ -90,7 +95,7 @@ def progress_figure(history: list[dict], size=(8, 3)) -> Figure:
 
 
 def save_turntable(generator, out: Path, config, progress: bool) -> None:
-    """turntable.mp4 and .gif: one orbit at 15 degrees elevation, albedo shading."""
+    """turntable.mp4 and .gif (``config``: an OutputsConfig): one orbit at 15 degrees, albedo."""
     cams = turntable_cameras(config.video_frames)
     frames = []
     for i in tqdm(range(len(cams)), desc="turntable", disable=not progress, leave=False):
@@ -105,7 +110,6 @@ def scores(generator, spec, mesh, threshold: float) -> dict:
     """Ground-truth scores of the field and its mesh against the prompt's catalogue object."""
     import trimesh
 
-    from dream3d.pipelines.text_to_3d import held_out_cameras
     from generators.nerf.export import chamfer_distance, mean_vertex_colour
     from scenes import truth
     from scenes.score import (
@@ -141,26 +145,26 @@ def scores(generator, spec, mesh, threshold: float) -> dict:
 
 def write_outputs(generator, spec, config, history, out: Path, progress: bool = True) -> dict:
     """Every file of a finished run in ``out``; returns the metrics."""
-    from generators.nerf.export import MeshConfig, extract_mesh, mesh_metrics, save_mesh
+    from generators.nerf.export import extract_mesh, mesh_metrics, save_mesh
 
     generator.eval()
     save_progress(history, out / "progress.png")
-    save_views(generator, out / "views.png")
-    save_turntable(generator, out, config, progress)
-    mesh_config = MeshConfig(resolution=config.mesh_resolution, threshold=config.mesh_threshold)
+    o = config.outputs
+    save_views(generator, out / "views.png", o.views_size, o.views_samples)
+    save_turntable(generator, out, o, progress)
     field = generator.field
-    mesh = extract_mesh(field.density, field.albedo, mesh_config, next(field.parameters()).device)
+    mesh = extract_mesh(field.density, field.albedo, o.mesh, next(field.parameters()).device)
     save_mesh(mesh, out)
     last = history[-1] if history else {}
     return {
         "prompt": config.prompt,
         "caption": spec.text,
-        "guidance": config.guidance,
-        "teacher": config.teacher,
-        "seed": config.seed,
-        "steps": config.steps,
+        "guidance": config.guidance.name,
+        "teacher": config.teacher.name,
+        "seed": config.train.seed,
+        "steps": config.train.steps,
         "final_loss": last.get("loss"),
         "mesh": mesh_metrics(mesh),
-        "truth": scores(generator, spec, mesh, config.mesh_threshold),
+        "truth": scores(generator, spec, mesh, o.mesh.threshold),
         "files": sorted(p.name for p in out.iterdir() if p.is_file()),
     }

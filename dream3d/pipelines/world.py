@@ -5,7 +5,9 @@ Only entry points import this (it joins dream3d/, scenes/ and the weights that s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -14,6 +16,7 @@ from PIL import Image
 from dream3d.cameras import VIEWS
 from dream3d.judge import Judge
 from dream3d.teachers.oracle import OracleTeacher
+from dream3d.teachers.stable_diffusion import DEFAULT_MODEL, cached_models, locate
 from dream3d.teachers.tiny import TinyTeacher
 from scenes.catalogue import COLOURS, OBJECTS, SHAPES
 from scenes.prompts import PromptSpec, canonical, catalogue_prompts
@@ -66,6 +69,82 @@ def oracle_teacher(spec: PromptSpec, size: int, per_view: int, seed: int = 0) ->
         views = sample_views(per_view, rng, spec.shapes, spec.colours, view, size)
         banks[spec.caption(view)] = views["images"] * 2 - 1
     return OracleTeacher(banks)
+
+
+@dataclass
+class TinySource:
+    """the shipped tiny UNet (pixel space, MiniLM captions)."""
+
+    name: ClassVar[str] = "tiny"
+    embedded: ClassVar[bool] = True  # needs no model files beyond the package's
+    weights: str | None = None  # a tiny teacher file; None: the shipped one
+
+
+@dataclass
+class OracleSource:
+    """the exact optimal denoiser of banks of ground-truth renders of the prompt."""
+
+    name: ClassVar[str] = "oracle"
+    embedded: ClassVar[bool] = True
+    per_view: int = 64  # ground-truth renders in the bank of each view caption
+
+    def __post_init__(self):
+        if self.per_view < 1:
+            raise ValueError(f"per_view must be >= 1, got {self.per_view}")
+
+
+@dataclass
+class SDSource:
+    """Stable Diffusion (--model) from a diffusers folder or the HF cache, not fetched"""
+
+    name: ClassVar[str] = "sd"
+    embedded: ClassVar[bool] = False
+    model: str = DEFAULT_MODEL  # a Hub id (already in the local cache) or a diffusers folder
+
+    @staticmethod
+    def locate(model: str) -> Path:
+        """The model's folder on this machine, else a ValueError saying how to get it."""
+        return locate(model)
+
+    @staticmethod
+    def cached() -> list[str]:
+        """The Stable Diffusion pipelines in the local Hugging Face cache."""
+        return cached_models()
+
+
+def _tiny(source: TinySource, spec, size: int, device: str, seed: int):
+    teacher = load_tiny(source.weights, device)
+    if teacher.config.size != size:
+        raise ValueError(f"the tiny teacher is {teacher.config.size}px; renders are {size}px")
+    return teacher
+
+
+def _oracle(source: OracleSource, spec, size: int, device: str, seed: int):
+    return oracle_teacher(spec, size, source.per_view, seed)
+
+
+def _sd(source: SDSource, spec, size: int, device: str, seed: int):
+    from dream3d.teachers.stable_diffusion import StableDiffusionTeacher
+
+    return StableDiffusionTeacher.load(source.model, device)
+
+
+# Teachers of the toy world by name: (build(source, prompt spec, size, device, seed), source
+# config). Adding one (say DeepFloyd IF) is a module in dream3d/teachers/ plus an entry here;
+# the CLI's --teacher choices, the app's menu and the error messages read this dict.
+TEACHERS = {"tiny": (_tiny, TinySource), "oracle": (_oracle, OracleSource), "sd": (_sd, SDSource)}
+
+
+def teacher_help() -> str:
+    """One line per teacher: its name and what it is (for --help and the app's menu)."""
+    return "; ".join(
+        f"{n}: {c.__doc__.splitlines()[0].rstrip('.')}" for n, (_, c) in TEACHERS.items()
+    )
+
+
+def build_teacher(source, spec: PromptSpec, size: int, device: str = "cpu", seed: int = 0):
+    """The teacher ``source`` (a TEACHERS config) describes, for prompt ``spec``."""
+    return TEACHERS[source.name][0](source, spec, size, device, seed)
 
 
 def check_device(device: str) -> None:

@@ -17,6 +17,8 @@ from dream3d.diffusion import alphas_cumprod
 class OracleTeacher:
     """Banks keyed by caption; ``""`` (unconditional) is the union of all banks."""
 
+    fake_score = "unet"  # no weights to copy: IKL fits a small UNet from scratch
+
     def __init__(
         self,
         banks: dict[str, torch.Tensor],  # caption -> (N_i, C, H, W) images in [-1, 1]

@@ -12,7 +12,6 @@ from generators.nerf.field import (
     HashGridConfig,
     NeRFField,
     TcnnHashGrid,
-    field_preset,
 )
 from generators.nerf.render import (
     OccGridConfig,
@@ -47,7 +46,6 @@ __all__ = [
     "ShadingConfig",
     "TcnnHashGrid",
     "composite",
-    "field_preset",
     "occupancy_grid",
     "opaque_loss",
     "orientation_loss",

@@ -17,7 +17,7 @@ from torch import nn
 
 from dream3d.cameras import CameraConfig, sample_cameras
 from dream3d.train import Sample
-from generators.nerf.field import FieldConfig, NeRFField, field_preset
+from generators.nerf.field import FieldConfig, NeRFField
 from generators.nerf.render import (
     RegulariserConfig,
     RenderConfig,
@@ -32,9 +32,7 @@ class NeRFConfig:
     """The field, how it is rendered for the teacher, and its regularisers."""
 
     size: int = 32  # rendered image side: the teacher's resolution
-    field: FieldConfig = dataclasses.field(
-        default_factory=lambda: field_preset("auto")
-    )  # hash grid + MLP
+    field: FieldConfig = dataclasses.field(default_factory=FieldConfig)  # hash grid + MLP
     render: RenderConfig = dataclasses.field(
         default_factory=RenderConfig
     )  # samples per ray, shading

@@ -41,7 +41,9 @@ class ShadingConfig:
 
     light: tuple[float, float, float] = (0.5, 0.35, 0.8)  # towards the light; scenes/render.py
     ambient: float = 0.4  # shade = albedo (ambient + (1 - ambient) max(0, n.l)); scenes/render.py
-    warmup: int = 1000  # steps of albedo-only shading first (threestudio: ambient_only_steps)
+    # steps of albedo-only shading first (threestudio: ambient_only_steps, 1000); more bake
+    # the teacher's shading into a dark albedo (the red sphere came out brown at 300)
+    warmup: int = 150
     albedo_prob: float = 0.25  # after warm-up (threestudio: 1 - diffuse_prob 0.75)
     textureless_prob: float = 0.5  # of the shaded rest; lambertian otherwise (threestudio)
 
@@ -61,7 +63,7 @@ class OccGridConfig:
 class RenderConfig:
     """Ray sampling and compositing."""
 
-    samples: int = 64  # S, stratified samples per ray (packed path: step = 2 radius / S)
+    samples: int = 48  # S, stratified samples per ray (packed path: step = 2 radius / S)
     radius: float = 1.0  # rays are sampled where they cross the scene bounds (the field's bound)
     bounds: Bounds = "sphere"  # the ball |x| <= radius, or the box [-radius, radius]^3
     jitter: bool = True  # a random point in each bin (training); False: bin midpoints

@@ -129,11 +129,13 @@ def test_bad_input_is_a_message_and_the_app_answers_the_next_request(app, prompt
 
 def test_a_failing_run_reports_its_error_and_frees_its_slot(tmp_path):
     from dream3d.app import PairRun
-    from dream3d.pipelines.text_to_3d import load_config
+    from dream3d.pipelines.compare import sides
+    from dream3d.pipelines.text_to_3d import resolve
 
-    config = load_config("a chair", None, {"steps": 5, "weights": str(tmp_path / "none.st")})
+    overrides = {"train": {"steps": 5}, "teacher": {"weights": str(tmp_path / "none.st")}}
+    config = resolve("a chair", None, overrides)
     slots = threading.Semaphore(1)
-    job = PairRun(config, {"sds": 20.0, "ikl": 7.5}, tmp_path / "job", slots).start()
+    job = PairRun(config, sides(), tmp_path / "job", slots).start()
     job.thread.join(60)
     assert job.done and "no tiny teacher weights at" in job.error
     assert slots.acquire(blocking=False)  # the next run in line may start
@@ -143,9 +145,10 @@ def test_stable_diffusion_models_in_the_hub_cache_are_teachers_on_the_page(hub_c
     from dream3d.app import app_config, teacher_choices
 
     assert teacher_choices() == ["tiny", "oracle", "tiny/sd"]
-    config, cfgs = app_config(AppConfig(), "a red cube", "tiny/sd", 5, 0, 20, 7.5, "draft")
-    assert (config.teacher, config.model, config.steps) == ("sd", "tiny/sd", 5)
-    assert cfgs == {"sds": 20.0, "ikl": 7.5} and config.video_size == 64
+    config, sides = app_config(AppConfig(), "a red cube", "tiny/sd", 5, 0, [25, 7], "draft")
+    assert (config.teacher.name, config.teacher.model, config.train.steps) == ("sd", "tiny/sd", 5)
+    assert {name: side.cfg_scale for name, side in sides.items()} == {"sds": 25.0, "ikl": 7.0}
+    assert config.outputs.video_size == 64 and config.outputs.mesh.resolution == 48
 
 
 def _chromium(webgl: bool):

@@ -12,7 +12,9 @@ def _run(seed):
     torch.manual_seed(seed)
     gen = MLPGenerator(2, hidden=32)
     guidance = make_guidance("ikl", gmm_preset("ring8"), dim=2, fake_hidden=32, cfg_scale=1.0)
-    history = train(gen, guidance, TrainConfig(steps=30, batch=32, seed=seed, progress=False))
+    history = train(
+        gen, guidance, TrainConfig(steps=30, batch=32, lr=1e-3, seed=seed, progress=False)
+    )
     return [(r["loss"], r["fake_loss"], r["t"]) for r in history], gen.net[0].weight.detach()
 
 
@@ -116,3 +118,6 @@ def test_a_nan_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     assert ckpt["step"] == 5 and torch.isfinite(ckpt["generator"]["x"]).all()
     with pytest.raises(ValueError, match="no checkpoint"):
         train(particle, guidance, config, checkpoint=tmp_path / "none.pt", resume=True)
+    (tmp_path / "c.pt").write_bytes(b"PK" + bytes(30))  # cut short
+    with pytest.raises(ValueError, match="c.pt is not a dream3d checkpoint"):
+        train(particle, guidance, config, checkpoint=tmp_path / "c.pt", resume=True)

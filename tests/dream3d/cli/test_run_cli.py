@@ -8,19 +8,21 @@ import trimesh
 import yaml
 from PIL import Image
 
-from dream3d.pipelines import outputs
 from dream3d.cli.main import main
+from dream3d.pipelines import outputs
 from dream3d.teachers.tiny import TinyConfig, TinyTeacher
 
 FAST = {  # a run small enough for a test: every output, a few seconds of training
-    "steps": 20,
-    "samples": 16,
-    "shading_warmup": 10,
-    "save_every": 10,
-    "mesh_resolution": 32,
-    "video_frames": 4,
-    "video_size": 32,
-    "video_samples": 8,
+    "train": {"steps": 20, "save_every": 10},
+    "nerf": {"render": {"samples": 16, "shading": {"warmup": 10}}},
+    "outputs": {
+        "views_size": 32,
+        "views_samples": 16,
+        "video_frames": 4,
+        "video_size": 32,
+        "video_samples": 8,
+        "mesh": {"resolution": 32},
+    },
 }
 FILES = [
     "checkpoint.pt",
@@ -58,6 +60,17 @@ def _cli(*args):
         (["--prompt", "a red chair", "--guidance", "vsd"], "invalid choice: 'vsd'"),
         (["--prompt", "a red chair", "--preset", "fastest"], "unknown preset 'fastest'"),
         (["--prompt", "a red chair", "--weights", "/no/such.safetensors"], "no tiny teacher"),
+        (["--prompt", "a purple elephant"], "not in the toy world's vocabulary"),
+        (["--prompt", "a red chair", "--cfg", "-5"], "cfg scale must be a finite number >= 0"),
+        (["--prompt", "a red chair", "--cfg", "nan"], "guidance.cfg_scale: expected a finite"),
+        (["--prompt", "a red chair", "--set", "guidance.cfg_scale=nan"], "a finite number"),
+        (["--prompt", "a red chair", "--set", "train.steps=banana"], "train.steps: expected a"),
+        (["--prompt", "a red chair", "--set", "nerf.render.samplez=3"], "unknown setting samplez"),
+        (["--prompt", "a red chair", "--set", "steps"], "--set expects KEY.PATH=VALUE"),
+        (["--prompt", "a red chair", "--guidance", "sds", "--fake-steps", "2"], "fake_steps"),
+        (["--prompt", "a red chair", "--teacher", "oracle", "--weights", "x"], "weights"),
+        (["--config", "/no/such/config.yaml"], "no config file at /no/such/config.yaml"),
+        ([], "the prompt is missing"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, words):
@@ -69,9 +82,14 @@ def test_bad_input_is_one_line_and_exit_2(args, words):
 @pytest.mark.parametrize(
     "setting, words",
     [
-        ({"activation": "relu"}, "unknown density activation 'relu'"),
-        ({"anneal": "cosine"}, "unknown t anneal 'cosine'"),
-        ({"lr_typo": 0.1}, "unknown settings lr_typo"),
+        ({"nerf": {"field": {"activation": "relu"}}}, "nerf.field.activation: 'relu' is not one"),
+        ({"guidance": {"name": "ikl", "anneal": "cosine"}}, "guidance.anneal: 'cosine' is not"),
+        ({"train": {"lr_typo": 0.1}}, "train: unknown setting lr_typo"),
+        ({"train": {"steps": "banana"}}, "train.steps: expected a whole number, got 'banana'"),
+        ({"train": {"steps": 0}}, "train: steps must be >= 1, got 0"),
+        ({"train": 5}, "train: expected a mapping of settings, got 5"),
+        ({"guidance": {"name": "vsd"}}, "guidance: unknown name 'vsd'; choose one of: sds, ikl"),
+        ({"nerf": {"render": {"samples": 2.5}}}, "nerf.render.samples: expected a whole number"),
     ],
 )
 def test_bad_preset_settings_are_one_line_and_exit_2(setting, words, tmp_path):
@@ -80,6 +98,35 @@ def test_bad_preset_settings_are_one_line_and_exit_2(setting, words, tmp_path):
     result = _cli("--prompt", "a red chair", "--preset", str(path), "--out", str(tmp_path / "o"))
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and words in lines[0], result.stderr
+    assert str(path) in lines[0] and not (tmp_path / "o").exists()  # nothing written
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [("train: [1, 2\n", "is not valid yaml (line 2)"), ("- 1\n", "expected a mapping")],
+)
+def test_a_malformed_preset_is_one_line_and_exit_2(text, words, tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    result = _cli("--prompt", "a red chair", "--preset", str(path), "--out", str(tmp_path / "o"))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and words in lines[0], result.stderr
+
+
+def test_bad_weights_and_a_corrupt_checkpoint_are_one_line_and_lose_nothing(tmp_path):
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(bytes(range(256)) * 8)
+    result = _cli("--prompt", "a red chair", "--weights", str(junk), "--out", str(tmp_path / "o"))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and str(junk) in lines[0], result.stderr
+    assert not (tmp_path / "o" / "config.yaml").exists()
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"not a checkpoint at all")
+    result = _cli("--prompt", "a red chair", "--resume", "--out", str(out))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "checkpoint" in lines[0], result.stderr
+    assert (out / "checkpoint.pt").read_bytes() == b"not a checkpoint at all"
 
 
 def test_resume_without_checkpoint_and_cuda_without_cuda(tmp_path):
@@ -105,7 +152,8 @@ def test_compare_runs_each_guidance_for_20_steps_and_every_output_is_written(
         assert truth["closest_variant"] == "cube" and 0 <= truth["occupancy_iou"] <= 1
         assert 0 < truth["silhouette_iou"] <= 1 and truth["asked_colour"] == "red"
         config = yaml.safe_load((out / "config.yaml").read_text())
-        assert config["cfg"] == {"sds": 20.0, "ikl": 7.5}[guidance]
+        assert config["guidance"]["name"] == guidance and config["train"]["seed"] == 0
+        assert config["guidance"]["cfg_scale"] == {"sds": 20.0, "ikl": 7.5}[guidance]
         mesh = trimesh.load(out / "mesh.ply", process=False)
         assert len(mesh.vertices) == metrics["mesh"]["vertices"] > 0
         assert mesh.visual.vertex_colors.shape[1] == 4
@@ -115,7 +163,39 @@ def test_compare_runs_each_guidance_for_20_steps_and_every_output_is_written(
     assert len(table) == 2 + 2 + 2  # header, rule, a row per run, a mean per guidance
     assert table[-1].startswith("| ikl | mean |") and "| sds | 0 |" in table[2]
     with Image.open(tmp_path / "compare.gif") as gif:
-        assert gif.n_frames == FAST["video_frames"] and gif.width == 2 * gif.height
+        assert gif.n_frames == FAST["outputs"]["video_frames"] and gif.width == 2 * gif.height
+    # config.yaml holds the whole tree: --config repeats the run, to the same numbers
+    again = tmp_path / "again"
+    config = tmp_path / "ikl-0" / "config.yaml"
+    assert main(["run", "--config", str(config), "--out", str(again), "--quiet"]) == 0
+    assert (again / "config.yaml").read_text() == config.read_text()
+    first = json.loads((tmp_path / "ikl-0" / "metrics.json").read_text())
+    second = json.loads((again / "metrics.json").read_text())
+    assert second["truth"] == first["truth"] and second["final_loss"] == first["final_loss"]
+
+
+def test_compare_gives_each_guidance_the_settings_it_has(preset, tmp_path, monkeypatch):
+    from dream3d.pipelines import compare
+
+    seen = []
+    monkeypatch.setattr(compare, "text_to_3d", lambda c, out, **k: seen.append(c) or {})
+    monkeypatch.setattr(compare, "row_of", lambda metrics: {"guidance": "x"})
+    for name in ("side_by_side_views", "side_by_side_video"):
+        monkeypatch.setattr(compare, name, lambda *a: None)
+    monkeypatch.setattr(
+        compare, "write_table", lambda rows, out, names: (out / "compare.md").touch()
+    )
+    args = ["compare", "--prompt", "a red cube", "--preset", preset, "--seeds", "2", "--quiet"]
+    args += ["--out", str(tmp_path), "--cfg", "30", "--set", "guidance.fake_steps=3"]
+    assert main(args) == 0
+    assert [(c.guidance.name, c.train.seed) for c in seen] == [
+        ("sds", 0),
+        ("ikl", 0),
+        ("sds", 1),
+        ("ikl", 1),
+    ]
+    assert all(c.guidance.cfg_scale == 30 for c in seen) and seen[1].guidance.fake_steps == 3
+    assert seen[0].train.steps == FAST["train"]["steps"]
 
 
 def _tiny_teacher(path):

@@ -142,3 +142,52 @@ def test_bad_options_are_refused_with_the_choices():
         make_guidance("ikl", teacher, fake="teacher")
     with pytest.raises(ValueError, match="unknown guidance options: cfg"):
         make_guidance("sds", teacher, cfg=3)
+
+
+def _optimizer_steps(guidance, x0, cond=None) -> int:
+    steps = []
+    real = guidance.opt.step
+    guidance.opt.step = lambda *a, **k: steps.append(1) or real(*a, **k)
+    guidance.update_fake(x0, cond)
+    return len(steps)
+
+
+def test_a_fake_score_from_scratch_is_warmed_up_and_a_teacher_copy_is_not():
+    """The oracle has no weights to copy: its UNet fake score is fitted 200 steps on the first
+    samples before the first generator step (it used to start untrained)."""
+    from dream3d.guidance.fake_scores import TeacherCopy, UNetScore
+    from dream3d.guidance.ikl import WARMUP_FROM_SCRATCH
+    from dream3d.teachers.oracle import OracleTeacher
+
+    oracle = OracleTeacher({"a red cube, front view": torch.zeros(2, 3, 8, 8)})
+    ikl = make_guidance("ikl", oracle, fake_size=8, fake_steps=2)
+    assert isinstance(ikl.fake, UNetScore) and WARMUP_FROM_SCRATCH == 200
+    x0 = torch.zeros(1, 3, 8, 8)
+    assert _optimizer_steps(ikl, x0) == 2 + 200  # first call: k + the warm-up
+    assert _optimizer_steps(ikl, x0) == 2  # then k
+    assert _optimizer_steps(make_guidance("ikl", oracle, fake_size=8, fake_warmup=0), x0) == 1
+
+    class Net(nn.Module):  # a network teacher: its copy starts as the teacher, no warm-up
+        alphas_cumprod = alphas_cumprod("linear")
+
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(()))
+
+        def encode_prompt(self, prompts):
+            return torch.zeros(len(prompts), 1)
+
+        def eps(self, x_t, t, cond=None):
+            return self.w * x_t
+
+    copy = make_guidance("ikl", Net())
+    assert isinstance(copy.fake, TeacherCopy) and _optimizer_steps(copy, torch.zeros(4, 2)) == 1
+
+
+def test_cfg_scales_that_are_negative_or_not_finite_are_refused():
+    for bad in (-5.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="cfg scale must be a finite number >= 0"):
+            GuidanceConfig(cfg_scale=bad)
+        with pytest.raises(ValueError, match="cfg scale must be a finite number >= 0"):
+            IKLConfig(cfg_scale=bad)
+    assert GuidanceConfig(cfg_scale=0.0).cfg_scale == 0.0

@@ -22,7 +22,7 @@ def test_rows_average_the_seeds_and_diversity_is_the_pairwise_chamfer(tmp_path):
     assert row["occupancy_iou"] == pytest.approx(0.6) and row["seconds"] == 15.0
     assert row["diversity"] == pytest.approx(0.1, abs=0.01)  # concentric spheres 0.1 apart
     assert summarise("a red sphere", "sds", runs[:1])["diversity"] is None
-    write_tables([row, {**row, "guidance": "sds", "occupancy_iou": 0.2}], tmp_path)
+    write_tables([row, {**row, "guidance": "sds", "occupancy_iou": 0.2}], tmp_path, ["sds", "ikl"])
     table = (tmp_path / "quality.md").read_text().splitlines()
     assert table[2].startswith("| a red sphere | ikl | 2 | 0.900 | 0.600 |")
     assert table[-2].startswith("| **mean** | **sds** |  | 0.900 | 0.200 |")

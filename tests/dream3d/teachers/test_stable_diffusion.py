@@ -75,9 +75,11 @@ def test_compare_with_the_hub_model_writes_both_runs(hub_cache, tmp_path):
     from dream3d.cli.main import main
 
     preset = tmp_path / "fast.yaml"
-    preset.write_text(json.dumps({"steps": 4, "samples": 16, "shading_warmup": 2,
-                                  "mesh_resolution": 32, "video_frames": 4, "video_size": 32,
-                                  "video_samples": 8}))  # fmt: skip
+    preset.write_text(json.dumps({
+        "train": {"steps": 4}, "nerf": {"render": {"samples": 16, "shading": {"warmup": 2}}},
+        "outputs": {"mesh": {"resolution": 32}, "video_frames": 4, "video_size": 32,
+                    "video_samples": 8, "views_size": 32, "views_samples": 16},
+    }))  # fmt: skip
     args = ["compare", "--prompt", "a red cube", "--teacher", "sd", "--model", "tiny/sd"]
     assert main(args + ["--preset", str(preset), "--out", str(tmp_path / "out"), "--quiet"]) == 0
     for guidance in ("sds", "ikl"):

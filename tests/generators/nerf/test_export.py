@@ -82,7 +82,7 @@ def test_object_cut_by_the_bound_is_closed():
 
 
 def test_empty_field_raises():
-    with pytest.raises(ValueError, match="empty at density threshold 10; train longer"):
+    with pytest.raises(ValueError, match="empty at density threshold 5; train longer"):
         extract_mesh(lambda p: torch.zeros(len(p)), red, MeshConfig(16))
 
 

@@ -167,8 +167,10 @@ def test_shading_by_hand_and_the_toy_world_light():
 
 def test_pick_shading_frequencies():
     g = torch.Generator().manual_seed(0)
-    assert {pick_shading(s, generator=g) for s in range(0, 1000, 10)} == {"albedo"}
-    picks = [pick_shading(1000, generator=g) for _ in range(4000)]
+    warmup = ShadingConfig().warmup  # 150 albedo-only steps
+    assert {pick_shading(s, generator=g) for s in range(0, warmup)} == {"albedo"}
+    assert pick_shading(warmup, ShadingConfig(albedo_prob=0.0), g) != "albedo"
+    picks = [pick_shading(warmup, generator=g) for _ in range(4000)]
     freq = {mode: picks.count(mode) / len(picks) for mode in set(picks)}
     assert freq["albedo"] == pytest.approx(0.25, abs=0.03)
     assert freq["textureless"] == pytest.approx(0.375, abs=0.03)
