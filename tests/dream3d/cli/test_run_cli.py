@@ -239,3 +239,10 @@ def test_resume_after_a_crash_ends_where_the_uninterrupted_run_ends(preset, tmp_
         assert torch.equal(value, split["generator"][name]), name
     for name, value in whole["guidance"]["fake"].items():
         assert torch.equal(value, split["guidance"]["fake"][name]), name
+
+
+def test_a_mapped_prompt_says_what_it_was_read_as_before_anything_runs():
+    result = _cli("--prompt", "a red armchair", "--out", "/proc/dream3d")
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == "dream3d: 'a red armchair' read as 'a red chair'", result.stderr
+    assert result.returncode == 2 and "cannot write to /proc/dream3d" in lines[1]

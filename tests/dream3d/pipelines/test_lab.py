@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from dream3d.pipelines.lab import LabOptions, dirac_identity, lab_dirac, lab_modes
 
 
@@ -22,3 +24,21 @@ def test_ikl_covers_the_modes_sds_collapses(tmp_path):
     assert m["sds"]["modes_covered"] <= 2
     assert m["mmd2_ratio_sds_over_ikl"] >= 5.0
     assert (tmp_path / "modes.png").exists()
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_progress_bars_follow_the_option(tmp_path, capsys, progress):
+    lab_dirac(LabOptions(out=tmp_path, steps=2, progress=progress))
+    bars = capsys.readouterr().err
+    assert ("dirac sds start 0" in bars) == progress  # --quiet: not one bar
+
+
+def test_the_labs_keep_their_own_training_settings_whatever_the_run_defaults():
+    """The labs' measured numbers (README) come from batches of 256, a history row every 10
+    steps and the MLP fake score's lr 1e-3, not from dream3d run's defaults."""
+    from dream3d.pipelines.lab import _guidance_options, _train_config
+
+    config = _train_config(LabOptions(progress=False), 100, 1e-3, 0)
+    assert (config.batch, config.log_every, config.lr_schedule) == (256, 10, "cosine")
+    assert _guidance_options(LabOptions())["fake_lr"] == 1e-3
+    assert _guidance_options(LabOptions(), fake_lr=5e-4)["fake_lr"] == 5e-4
