@@ -19,10 +19,8 @@ from gradio_client.utils import Status  # noqa: E402
 from dream3d.app import TABLE, AppConfig, serve  # noqa: E402
 
 FAST = {  # the preset of these tests: a few seconds of training, every output
-    "steps": 8,
-    "samples": 16,
-    "shading_warmup": 4,
-    "save_every": 4,
+    "train": {"steps": 8, "save_every": 4},
+    "nerf": {"render": {"samples": 16, "shading": {"warmup": 4}}},
 }
 ARGS = {"teacher": "oracle", "steps": 8, "seed": 0, "cfg_sds": 20, "cfg_ikl": 7.5}
 
