@@ -220,9 +220,8 @@ def bench(args) -> dict:
     from dream3d.pipelines.compare import sides
 
     prompts = read_prompts(args.prompts)
-    for prompt in prompts:  # bad prompts fail before any run starts
-        _resolve(args, prompt, skip=SIDE_FLAGS)
-    config, overrides = _resolve(args, prompts[0], skip=SIDE_FLAGS)
+    # every prompt is resolved (a bad one fails before any run starts); the first is the base
+    config, overrides = [_resolve(args, prompt, skip=SIDE_FLAGS) for prompt in prompts][0]
     guidances = sides(overrides.get("guidance", {}))
     _check_writable(args.out)
     run_bench, _ = BENCHMARKS[args.action]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
+from dream3d.config import from_dict
 from dream3d.diffusion import check_choice
 from dream3d.guidance.base import Guidance, GuidanceConfig, inject
 from dream3d.guidance.fake_scores import FAKE_SCORES
@@ -34,7 +35,8 @@ def guidance_config(name: str, **options) -> GuidanceConfig:
         raise ValueError(f"unknown guidance options: {', '.join(unknown)}")
     config_cls = GUIDANCES[name][1]
     own = {f.name for f in fields(config_cls)}
-    return config_cls(**{k: v for k, v in options.items() if v is not None and k in own})
+    kept = {k: v for k, v in options.items() if v is not None and k in own}
+    return from_dict(config_cls, kept, "guidance")  # types checked as in the config tree
 
 
 def make_guidance(name: str, teacher, dim: int = 0, n_classes: int = 0, **options) -> Guidance:

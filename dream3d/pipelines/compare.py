@@ -7,14 +7,13 @@ and compare.md/.csv (ground-truth scores and wall time per run, and the mean per
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageSequence
 
-from dream3d.config import from_dict
-from dream3d.guidance import GUIDANCES, GuidanceConfig
+from dream3d.guidance import GUIDANCES, GuidanceConfig, guidance_config
 from dream3d.pipelines.tables import markdown, write_csv
 from dream3d.pipelines.text_to_3d import TextTo3DConfig, text_to_3d
 from dream3d.video import write_video
@@ -27,14 +26,7 @@ def sides(settings: dict | None = None) -> dict[str, GuidanceConfig]:
     (a guidance node of the tree, e.g. {"cfg_scale": 30}) that it has; a setting no guidance
     has is a ValueError."""
     settings = {k: v for k, v in (settings or {}).items() if k != "name"}
-    own = {name: {f.name for f in fields(c)} for name, (_, c) in GUIDANCES.items()}
-    unknown = sorted(set(settings) - set().union(*own.values()))
-    if unknown:
-        raise ValueError(f"guidance: unknown setting {', '.join(unknown)}")
-    return {
-        name: from_dict(c, {k: v for k, v in settings.items() if k in own[name]}, "guidance")
-        for name, (_, c) in GUIDANCES.items()
-    }
+    return {name: guidance_config(name, **settings) for name in GUIDANCES}
 
 
 def side(config: TextTo3DConfig, guidance: GuidanceConfig, seed: int) -> TextTo3DConfig:

@@ -154,7 +154,7 @@ def text_to_3d(
     spec, teacher, generator, guidance, cond_fn = build(config)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
-    train_config = config.train if progress else _quiet(config.train)
+    train_config = config.train if progress else replace(config.train, progress=False)
     history = train(
         generator,
         guidance,
@@ -173,10 +173,6 @@ def text_to_3d(
     metrics["seconds_per_step"] = round(train_seconds / config.train.steps, 4)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return metrics
-
-
-def _quiet(config: TrainConfig) -> TrainConfig:
-    return replace(config, progress=False)
 
 
 def _watched(watch, config: TextTo3DConfig, generator, step: int, row: dict) -> dict:
