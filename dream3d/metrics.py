@@ -35,3 +35,103 @@ def mode_mass(x: torch.Tensor, centres: torch.Tensor, radius: float) -> torch.Te
 def modes_covered(x: torch.Tensor, centres: torch.Tensor, radius: float, min_frac=0.05) -> int:
     """How many modes hold at least ``min_frac`` of the samples."""
     return int((mode_mass(x, centres, radius) >= min_frac).sum())
+
+
+def _mean_cov(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (d,) and unbiased covariance (d, d) of features x (N, d), float64."""
+    x = x.reshape(len(x), -1).double()
+    xc = x - x.mean(0)
+    return x.mean(0), xc.T @ xc / (len(x) - 1)
+
+
+def _sqrtm_psd(c: torch.Tensor) -> torch.Tensor:
+    """Symmetric square root of a PSD matrix c (d, d) through eigh, round-off eigenvalues zeroed."""
+    w, v = torch.linalg.eigh(c)
+    return (v * _clip_roundoff(w).sqrt()) @ v.T
+
+
+def _clip_roundoff(w: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues w (d,) with those below the round-off level d * eps * max|w| set to 0.
+
+    The threshold is the rank tolerance of numpy's matrix_rank; without it, sqrt lifts round-off
+    of size eps into errors of size sqrt(eps) when a covariance is rank-deficient (N <= d).
+    """
+    tol = len(w) * torch.finfo(w.dtype).eps * w.abs().max()
+    return torch.where(w > tol, w, torch.zeros_like(w))
+
+
+def frechet_distance(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to x (N, d) and y (M, d) (Heusel et al. 2017).
+
+    |mu_x - mu_y|^2 + Tr(C_x + C_y - 2 (C_x C_y)^{1/2}); the trace of the root is the sum of the
+    root eigenvalues of the symmetric C_x^{1/2} C_y C_x^{1/2}, which has the same spectrum.
+    """
+    if len(x) < 2 or len(y) < 2:
+        raise ValueError(f"need at least 2 samples per set, got {len(x)} and {len(y)}")
+    if x[0].numel() != y[0].numel():
+        raise ValueError(f"feature dims differ: {x[0].numel()} vs {y[0].numel()}")
+    (mx, cx), (my, cy) = _mean_cov(x), _mean_cov(y)
+    sx = _sqrtm_psd(cx)
+    m = sx @ cy @ sx
+    tr_root = _clip_roundoff(torch.linalg.eigvalsh((m + m.T) / 2)).sqrt().sum()
+    return float((mx - my).pow(2).sum() + cx.trace() + cy.trace() - 2 * tr_root)
+
+
+def _knn_radii(a: torch.Tensor, k: int, chunk: int) -> torch.Tensor:
+    """Distance (N,) from each row of a (N, d) to its k-th nearest other row."""
+    out = []
+    for i in range(0, len(a), chunk):
+        d = torch.cdist(a[i : i + chunk], a)  # (c, N)
+        rows = torch.arange(len(d))
+        d[rows, rows + i] = float("inf")  # a point is not its own neighbour
+        out.append(d.kthvalue(k, dim=1).values)
+    return torch.cat(out)
+
+
+def _inside_any_ball(
+    q: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, chunk: int
+) -> float:
+    """Fraction of queries q (M, d) within radii (N,) of at least one centre (N, d)."""
+    hits = 0
+    for i in range(0, len(q), chunk):
+        d = torch.cdist(q[i : i + chunk], centres)  # (c, N)
+        hits += int((d <= radii).any(1).sum())
+    return hits / len(q)
+
+
+def precision_recall(
+    real: torch.Tensor, fake: torch.Tensor, k: int = 3, chunk: int = 1024
+) -> tuple[float, float]:
+    """Improved precision and recall of fake (M, d) against real (N, d) (Kynkäänniemi et al. 2019).
+
+    Each sample's ball reaches its k-th nearest neighbour in its own set; precision is the
+    fraction of fakes inside some real ball, recall the fraction of reals inside some fake ball.
+    Distances go through torch.cdist in row chunks of ``chunk``, so memory is O(chunk * N).
+    """
+    if len(real) <= k or len(fake) <= k:
+        raise ValueError(f"need more than k={k} samples per set, got {len(real)} and {len(fake)}")
+    real, fake = real.reshape(len(real), -1).double(), fake.reshape(len(fake), -1).double()
+    r_real, r_fake = _knn_radii(real, k, chunk), _knn_radii(fake, k, chunk)
+    precision = _inside_any_ball(fake, real, r_real, chunk)
+    recall = _inside_any_ball(real, fake, r_fake, chunk)
+    return precision, recall
+
+
+def total_variation(p: torch.Tensor, q: torch.Tensor) -> float:
+    """Total variation distance 0.5 * sum |p - q| of two histograms, each normalised to sum 1."""
+    p, q = p.double(), q.double()
+    if p.shape != q.shape:
+        raise ValueError(f"shapes differ: {tuple(p.shape)} vs {tuple(q.shape)}")
+    if (p < 0).any() or (q < 0).any() or p.sum() == 0 or q.sum() == 0:
+        raise ValueError("histograms must be non-negative with a positive sum")
+    return float(0.5 * (p / p.sum() - q / q.sum()).abs().sum())
+
+
+def label_histogram(labels: list[str], names: list[str]) -> torch.Tensor:
+    """Frequency (len(names),) of each name among labels, float64, summing to 1."""
+    index = {n: i for i, n in enumerate(names)}
+    unknown = sorted(set(labels) - index.keys())
+    if unknown or not labels:
+        raise ValueError(f"labels must be non-empty and drawn from names; unknown: {unknown}")
+    counts = torch.bincount(torch.tensor([index[s] for s in labels]), minlength=len(names))
+    return counts.double() / len(labels)
