@@ -49,7 +49,7 @@ def occupancy_iou(inside: torch.Tensor, shape: str, points: torch.Tensor) -> flo
 
 def best_variant(inside: torch.Tensor, points: torch.Tensor, obj: str) -> tuple[str, float]:
     """The catalogue shape of object word ``obj`` with the highest occupancy IoU, and the IoU."""
-    scores = {k: occupancy_iou(inside, k, points) for k, s in SHAPES.items() if s.object == obj}
+    scores = {k: occupancy_iou(inside, k, points) for k in variants(obj)}
     best = max(scores, key=scores.get)
     return best, scores[best]
 
@@ -83,13 +83,31 @@ def pose_grid(step: float = 7.5, config: CameraConfig | None = None) -> Cameras:
     return Cameras(poses[:, 0], poses[:, 1], poses[:, 2], config.fov)
 
 
+def variants(obj: str) -> list[str]:
+    """The SHAPES keys whose object word is ``obj`` (the three chairs for "chair")."""
+    return [k for k, s in SHAPES.items() if s.object == obj]
+
+
 @functools.cache
 def _pose_silhouettes(obj: str, size: int, step: float) -> tuple[list[str], torch.Tensor]:
     """View captions (P,) of the pose grid and silhouettes (V, P, size^2) of obj's variants."""
     cams = pose_grid(step)
-    variants = [k for k, s in SHAPES.items() if s.object == obj]
-    masks = torch.stack([silhouette(v, cams, size).reshape(len(cams), -1) for v in variants])
-    return cams.views(), masks
+    masks = [silhouette(v, cams, size).reshape(len(cams), -1) for v in variants(obj)]
+    return cams.views(), torch.stack(masks)
+
+
+def pose_scores(masks: torch.Tensor, obj: str, views: list[str], step: float = 7.5):
+    """(N, V) IoU of each mask (N, H, W) with a true silhouette of each variant of ``obj``
+    (``variants(obj)`` order) from its best camera of ``pose_grid(step)`` whose view caption
+    is ``views[i]``."""
+    grid_views, truth = _pose_silhouettes(obj, masks.shape[-1], step)
+    keep = {view: torch.tensor([v == view for v in grid_views]) for view in set(views)}
+    scores = []
+    for mask, view in zip(masks.reshape(len(masks), -1), views):
+        t = truth[:, keep[view]]  # (V, P', H W)
+        union = (t | mask).sum(-1).clamp(min=1)
+        scores.append(((t & mask).sum(-1) / union).amax(1))  # (V,)
+    return torch.stack(scores)
 
 
 def best_pose_iou(masks: torch.Tensor, obj: str, views: list[str], step: float = 7.5):
@@ -99,11 +117,10 @@ def best_pose_iou(masks: torch.Tensor, obj: str, views: list[str], step: float =
     Applied to a teacher's 2D samples it bounds what a 3D object distilled from them can score
     on silhouettes: a sample is matched to its most favourable pose, one sample at a time.
     """
-    grid_views, truth = _pose_silhouettes(obj, masks.shape[-1], step)
-    keep = {view: torch.tensor([v == view for v in grid_views]) for view in set(views)}
-    scores = []
-    for mask, view in zip(masks.reshape(len(masks), -1), views):
-        t = truth[:, keep[view]]  # (V, P', H W)
-        union = (t | mask).sum(-1).clamp(min=1)
-        scores.append(((t & mask).sum(-1) / union).max())
-    return torch.stack(scores)
+    return pose_scores(masks, obj, views, step).amax(1)
+
+
+def nearest_variant(masks: torch.Tensor, obj: str, views: list[str], step: float = 7.5):
+    """The variant of ``obj`` (a SHAPES key) whose best-pose silhouette fits each mask best."""
+    names = variants(obj)
+    return [names[i] for i in pose_scores(masks, obj, views, step).argmax(1).tolist()]
