@@ -150,7 +150,9 @@ def _step(generator, guidance, config, opt, sched, cond_fn, state: _State) -> di
     progress = step / max(config.steps - 1, 1)
     sample = generator.sample(config.batch, state.rng)
     cond = cond_fn(sample) if cond_fn else None
-    x = guidance.to_teacher(sample.x)  # a latent teacher's encoding, once for both uses
+    x = sample.x  # a latent teacher's encoding (once for both uses) unless already latent
+    if not getattr(generator, "in_teacher_space", False):
+        x = guidance.to_teacher(x)
     logs = guidance.update_fake(x.detach(), cond, progress, state.rng)
     loss, g_logs = guidance.loss(x, cond, progress, state.rng)
     if not math.isfinite(loss.item()):

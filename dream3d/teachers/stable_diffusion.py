@@ -151,6 +151,12 @@ class StableDiffusionTeacher(nn.Module):
         posterior = self.vae.encode(rgb.to(self.vae.dtype)).latent_dist
         return posterior.mean.float() * self.vae.config.scaling_factor
 
+    @torch.no_grad()
+    def decode_images(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents (B, 4, h, w) -> images (B, 3, H, W) in [-1, 1] (clamped), by the VAE."""
+        scaled = latents.to(self.vae.dtype) / self.vae.config.scaling_factor
+        return self.vae.decode(scaled).sample.float().clamp(-1, 1)
+
     def eps(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None):
         """eps prediction (B, 4, h, w) for noisy latents; cond None: the ``""`` prompt."""
         if cond is None:

@@ -106,6 +106,11 @@ class TinyTeacher(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    @property
+    def image_size(self) -> int:
+        """Side of the images it denoises."""
+        return self.config.size
+
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
