@@ -60,6 +60,7 @@ def from_dict(cls, values: dict | None, where: str = ""):
     kwargs = {}
     for name, value in values.items():
         f, key = fields[name], f"{where}.{name}" if where else name
+        value = _on_field_default(f, value)
         if "variants" in f.metadata:
             kwargs[name] = _variant(f.metadata["variants"], value, key, _default_name(f))
         else:
@@ -68,6 +69,24 @@ def from_dict(cls, values: dict | None, where: str = ""):
         return cls(**kwargs)
     except (TypeError, ValueError) as err:  # a range check, or a required field left out
         raise ValueError(_at(where, str(err))) from None
+
+
+def _on_field_default(f: dataclasses.Field, value):
+    """A nested node's settings laid on the field's own default, which an experiment may set
+    apart from the class's (distill's TrainConfig trains images, not a NeRF); a variant
+    node naming another variant starts from that one's class defaults."""
+    if not isinstance(value, dict) or f.default_factory is dataclasses.MISSING:
+        return value
+    default = f.default_factory()
+    if not dataclasses.is_dataclass(default):
+        return value
+    base = to_dict(default)
+    if "variants" in f.metadata:
+        name = variant_name(f.metadata["variants"], default)
+        if value.get("name", name) != name:
+            return value
+        base["name"] = name
+    return merge(base, value)
 
 
 def _default_name(f: dataclasses.Field) -> str | None:
