@@ -8,6 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from dream3d.cli import distill as distill_cli
 from dream3d.cli import teacher as teacher_cli
 from dream3d.config import dotted, parse_set
 from dream3d.diffusion import WEIGHTINGS, check_t_range
@@ -204,7 +205,9 @@ def compare_nerf(args) -> dict:
 def _bench_parser(sub) -> None:
     from dream3d.pipelines.bench import BENCHMARKS
 
-    bench = sub.add_parser("bench", help="benchmarks: ground-truth quality of SDS vs IKL")
+    bench = sub.add_parser(
+        "bench", help="benchmarks: ground-truth quality of SDS vs IKL (3D, and images: distill)"
+    )
     bsub = bench.add_subparsers(dest="action", required=True, parser_class=Parser)
     for name, (_, text) in BENCHMARKS.items():
         q = bsub.add_parser(name, help=text.splitlines()[0], description=text)
@@ -213,10 +216,14 @@ def _bench_parser(sub) -> None:
         _nerf_options(q)
         q.add_argument("--out", type=Path, default=Path(f"outputs/bench-{name}"))
         q.add_argument("--quiet", action="store_true", help="no progress bars")
+    distill_cli.add_bench_parser(bsub, _positive_int)
 
 
 def bench(args) -> dict:
     from dream3d.pipelines.bench import BENCHMARKS, read_prompts
+
+    if args.action not in BENCHMARKS:  # the image benchmark has options of its own
+        return distill_cli.bench(args, _check_writable)
     from dream3d.pipelines.compare import sides
 
     prompts = read_prompts(args.prompts)
@@ -293,6 +300,7 @@ def build_parser() -> Parser:
     _compare_parser(sub)
     _bench_parser(sub)
     _app_parser(sub)
+    distill_cli.add_parser(sub, _positive_int)
     teacher_cli.add_parsers(sub, _positive_int)
     return parser
 
@@ -349,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
             bench(args)
         elif args.command == "app":
             serve_app(args)
+        elif args.command == "distill":
+            distill_cli.run(args, _check_writable)
         else:
             if getattr(args, "out", None) is not None:
                 _check_writable(args.out)

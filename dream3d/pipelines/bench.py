@@ -41,14 +41,19 @@ def read_prompts(path: Path | None) -> list[str]:
     return prompts
 
 
-def run_once(config: TextTo3DConfig, out: Path, progress: bool) -> dict:
-    """A run's metrics: read from a finished run in ``out`` with the same config, else run."""
+def finished(config, out: Path) -> dict | None:
+    """The metrics of a finished run in ``out`` made with the same config tree, else None."""
     done = out / "metrics.json"
     if done.is_file() and (out / "config.yaml").is_file():
         saved = yaml.safe_load((out / "config.yaml").read_text())
         if saved == yaml.safe_load(yaml.safe_dump(to_dict(config), sort_keys=False)):
             return json.loads(done.read_text())
-    return text_to_3d(config, out, progress=progress)
+    return None
+
+
+def run_once(config: TextTo3DConfig, out: Path, progress: bool) -> dict:
+    """A run's metrics: read from a finished run in ``out`` with the same config, else run."""
+    return finished(config, out) or text_to_3d(config, out, progress=progress)
 
 
 def diversity(paths: list[Path]) -> float | None:

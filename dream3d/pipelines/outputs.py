@@ -68,10 +68,10 @@ def save_views(generator, path: Path, size: int = 64, samples: int = 64) -> None
     save_grid(torch.cat([albedo, shaded]) * 2 - 1, path, cols=len(VIEW_AZIMUTHS), scale=2)
 
 
-def save_progress(history: list[dict], path: Path) -> None:
+def save_progress(history: list[dict], path: Path, keys=("loss", "grad_norm")) -> None:
     """progress.png: ``progress_figure``."""
     with _MATPLOTLIB:
-        progress_figure(history).savefig(path, dpi=100)
+        progress_figure(history, (4 * len(keys), 3), keys).savefig(path, dpi=100)
 
 
 def progress_image(history: list[dict], size=(6, 2.4)) -> np.ndarray:
@@ -82,12 +82,15 @@ def progress_image(history: list[dict], size=(6, 2.4)) -> np.ndarray:
         return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
-def progress_figure(history: list[dict], size=(8, 3)) -> Figure:
-    """Loss and |g| against step (log scale)."""
+def progress_figure(history: list[dict], size=(8, 3), keys=("loss", "grad_norm")) -> Figure:
+    """Each key of the history rows (loss and |g| by default) against step, log scale; a key
+    only some rows hold (fd, scored every few hundred steps) is drawn with markers."""
     fig = Figure(figsize=size)
-    for i, key in enumerate(("loss", "grad_norm")):
-        ax = fig.add_subplot(1, 2, i + 1)
-        ax.plot([r["step"] for r in history], [max(r[key], 1e-12) for r in history], lw=0.8)
+    for i, key in enumerate(keys):
+        ax = fig.add_subplot(1, len(keys), i + 1)
+        rows = [r for r in history if r.get(key) is not None]
+        style = {"marker": "o", "ms": 3} if len(rows) < len(history) / 2 else {}
+        ax.plot([r["step"] for r in rows], [max(r[key], 1e-12) for r in rows], lw=0.8, **style)
         ax.set(xlabel="step", ylabel=key, yscale="log")
         ax.grid(alpha=0.3)
     fig.tight_layout()

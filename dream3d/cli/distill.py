@@ -1,0 +1,164 @@
+"""`dream3d distill [train|sample]` and `dream3d bench distill`: image generators.
+
+Parsers only: dream3d.pipelines.distill holds the defaults (DistillConfig) and runs the
+experiments.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from dream3d.config import dotted, parse_set
+from dream3d.guidance import GUIDANCES
+from dream3d.pipelines.world import TEACHERS, teacher_help
+from generators import IMAGE_GENERATORS
+
+# the everyday flags of `dream3d distill` and the settings of the config tree they set; any
+# other setting is `--set PATH=VALUE` (dream3d/pipelines/distill.py: DistillConfig)
+DISTILL_FLAGS = {
+    "generator": "generator.name",
+    "guidance": "guidance.name",
+    "teacher": "teacher.name",
+    "model": "teacher.model",
+    "steps": "train.steps",
+    "seed": "train.seed",
+    "lr": "train.lr",
+    "batch": "train.batch",
+    "device": "device",
+    "cfg": "guidance.cfg_scale",
+    "fake_steps": "guidance.fake_steps",
+    "eval_n": "eval.n",
+}
+
+
+def add_parser(sub, positive_int) -> None:
+    from dream3d.pipelines.distill import DistillConfig
+
+    config = DistillConfig()
+    train, ikl = config.train, config.guidance  # distillation's defaults, IKL's among them
+    p = sub.add_parser(
+        "distill",
+        help="distill a one-step image generator (or Dirac images) from the teacher by SDS or IKL",
+        description="train (the default action): distills an image generator from the teacher, "
+        "data-free, on every catalogue caption (or the four view captions of --prompt), and "
+        "writes config.yaml, metrics.json (fd, precision, recall, object_acc, colour_acc, "
+        "colour_tv, variant_tv against ground-truth renders), progress.png, samples.png, "
+        "generator.safetensors and checkpoint.pt into --out. sample: draws --n images of "
+        "--prompt in one step from --weights (default: the shipped IKL generator) into --out.",
+    )
+    p.add_argument("action", nargs="?", choices=["train", "sample"], default="train")
+    p.add_argument("--prompt", help="a catalogue prompt, e.g. 'a red chair' (default: all)")
+    p.add_argument("--generator", choices=list(IMAGE_GENERATORS), help="default onestep")
+    p.add_argument("--guidance", choices=list(GUIDANCES), help="default ikl")
+    p.add_argument("--steps", type=positive_int, help=f"generator steps (default {train.steps})")
+    p.add_argument("--batch", type=positive_int, help=f"images per step (default {train.batch})")
+    p.add_argument("--lr", type=float, help=f"generator learning rate (default {train.lr:g})")
+    p.add_argument(
+        "--fake-steps",
+        type=positive_int,
+        help=f"IKL fake-score steps per step (default {ikl.fake_steps}; DMD2 uses 5)",
+    )
+    p.add_argument(
+        "--cfg",
+        type=float,
+        help=f"CFG scale (default ikl {ikl.cfg_scale:g}, sds {GUIDANCES['sds'][1]().cfg_scale:g})",
+    )
+    p.add_argument("--seed", type=int, help=f"random seed (default {train.seed})")
+    p.add_argument("--eval-n", type=positive_int, help=f"samples scored (default {config.eval.n})")
+    p.add_argument(
+        "--teacher",
+        choices=[t for t in TEACHERS if t != "oracle"],
+        help=f"default tiny. {teacher_help()}",
+    )
+    p.add_argument("--model", help="sd: a diffusers folder or a Hub id already in the cache")
+    p.add_argument("--device", choices=["cpu", "cuda"], help="default cpu")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="any setting of the config tree (see a run's config.yaml)",
+    )
+    p.add_argument("--config", type=Path, metavar="CONFIG_YAML", help="repeat a run's config")
+    p.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="train: default outputs/distill-<generator>-"
+        "<guidance>-<seed>; sample: default outputs/samples",
+    )
+    p.add_argument("--n", type=positive_int, default=16, help="sample: how many (default 16)")
+    p.add_argument(
+        "--weights",
+        type=Path,
+        help="sample: a generator.safetensors (default: the shipped one-step IKL generator)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def overrides(args) -> dict:
+    """The tree the user set: --set pairs, then the flags (which win)."""
+    pairs = dict(parse_set(text) for text in args.sets)
+    for flag, path in DISTILL_FLAGS.items():
+        if getattr(args, flag, None) is not None:
+            pairs[path] = getattr(args, flag)
+    return dotted(pairs)
+
+
+def run(args, check_writable) -> dict:
+    if args.action == "sample":
+        return _sample(args, check_writable)
+    from dream3d.pipelines.distill import default_out, distill, resolve
+
+    config = resolve(args.prompt, overrides(args), args.config)
+    out = args.out or default_out(config)
+    check_writable(out)
+    metrics = distill(config, out, args.resume, progress=not args.quiet)
+    print(json.dumps(metrics, indent=2))
+    print(f"wrote {out}", file=sys.stderr)
+    return metrics
+
+
+def _sample(args, check_writable) -> dict:
+    from dream3d.pipelines.distill import sample
+    from dream3d.pipelines.text_to_3d import slug
+    from dream3d.pipelines.world import save_grid
+
+    if not args.prompt:
+        raise ValueError("sample needs --prompt, e.g. --prompt 'a red chair'")
+    out = args.out or Path("outputs/samples")
+    check_writable(out)
+    images, captions = sample(args.prompt, args.n, args.weights, args.seed or 0)
+    path = out / f"{slug(args.prompt)}-onestep.png"
+    save_grid(images, path)
+    print(json.dumps({"captions": sorted(set(captions)), "n": len(images), "grid": str(path)}))
+    return {"grid": str(path)}
+
+
+def add_bench_parser(bsub, positive_int) -> None:
+    q = bsub.add_parser(
+        "distill",
+        help="the image table: references, one-step IKL and SDS, Dirac SDS and IKL",
+        description="Distills each row's generator (one-step IKL and SDS, Dirac SDS and IKL) "
+        "on every catalogue caption with its defaults, reusing finished runs in OUT, and scores "
+        "them with the references (ground truth, the teacher's DDIM at 50, 4 and 1 steps) on "
+        "the same captions and sample count; writes OUT/distill.md and distill.csv.",
+    )
+    q.add_argument("--steps", type=positive_int, help="generator steps of every row's run")
+    q.add_argument("--dirac-steps", type=positive_int, help="steps of the Dirac rows")
+    q.add_argument("--eval-n", type=positive_int, help="samples scored per row")
+    q.add_argument("--out", type=Path, default=Path("outputs/bench-distill"))
+    q.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def bench(args, check_writable) -> dict:
+    from dream3d.pipelines.bench_distill import bench_distill
+
+    check_writable(args.out)
+    rows = bench_distill(args.out, args.steps, args.dirac_steps, args.eval_n, not args.quiet)
+    print((args.out / "distill.md").read_text())
+    print(f"wrote {args.out}/distill.md and distill.csv", file=sys.stderr)
+    return {"rows": rows}

@@ -1,0 +1,64 @@
+import subprocess
+import sys
+
+import pytest
+
+
+def _cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "dream3d.cli.main", "distill", *args],
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--prompt", "a purple xylophone"], "not in the toy world's vocabulary (objects: chair"),
+        (["--steps", "0"], "must be a positive integer, got 0"),
+        (["--out", "/proc/dream3d"], "cannot write to /proc/dream3d"),
+        (["--guidance", "vsd"], "invalid choice: 'vsd'"),
+        (["--generator", "gan"], "invalid choice: 'gan'"),
+        (["--teacher", "oracle"], "invalid choice: 'oracle'"),
+        (["--set", "train.steps=banana"], "train.steps: expected a whole number, got 'banana'"),
+        (["--set", "eval.n=2"], "eval n must be >= 4"),
+        (["--config", "/nonexistent/config.yaml"], "no config file at /nonexistent/config.yaml"),
+        (["sample"], "sample needs --prompt"),
+        (["sample", "--prompt", "a chair", "--weights", "/nonexistent.safetensors"], "not found"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, words):
+    result = _cli(*args)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], result.stderr
+
+
+def test_resume_without_a_checkpoint_is_one_line_and_keeps_the_folder(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    result = _cli("--resume", "--out", str(out), "--steps", "1")
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip() == f"dream3d: error: --resume: no checkpoint at {out}/checkpoint.pt"
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]  # nothing written or lost
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_corrupt_generator_file_is_one_line(tmp_path):
+    bad = tmp_path / "generator.safetensors"
+    bad.write_bytes(b"not a safetensors file at all")
+    result = _cli("sample", "--prompt", "a chair", "--weights", str(bad))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is not a generator safetensors file" in lines[0]
+    assert bad.read_bytes() == b"not a safetensors file at all"
+
+
+def test_help_names_every_choice_and_default():
+    text = _cli("--help").stdout
+    for words in ("onestep,dirac", "sds,ikl", "default 600", "DMD2 uses 5", "ikl 3, sds 20"):
+        assert words in " ".join(text.split()), words
