@@ -6,6 +6,9 @@ turntable, mesh (viewer and glb/obj/ply downloads) and ground-truth scores appea
 land in OUT/compare-<prompt-slug>-<seed>-<time>/, laid out as `dream3d compare` lays out its
 folder. Runs wait in Gradio's queue, which shows each waiting user their place; at most
 ``concurrency`` train at once (1 by default on a CPU).
+
+The "Images" tab draws a prompt's samples from the one-step IKL and SDS image generators
+(``dream3d distill``) next to the teacher's DDIM on the same noise (``distill.side_by_side``).
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ PREVIEW_EVERY = 25  # steps between live views
 CURVES_EVERY = 3.0  # seconds between redraws of the live curves
 EXAMPLES = ["a chair", "a red chair", "a blue cube", "a red sphere", "a table", "a green mug"]
 TABLE = ("guidance", "seed", *COLUMNS, "train s", "wall s")  # the score table's columns
+IMAGE_SAMPLES = (1, 32)  # the samples the Images tab may ask for
+IMAGE_GRID = {"cols": 8, "scale": 3}  # its grids: 8 images a row, upscaled 3x (nearest)
+IMAGE_DDIM = 50  # the teacher's DDIM steps of its reference column
 
 
 @dataclass
@@ -55,6 +61,7 @@ class AppConfig:
     preset: str | None = None  # run preset (scenes/presets name or .yaml); None: by device
     concurrency: int = 1  # runs training at once
     device: str = "cuda" if torch.cuda.is_available() else "cpu"
+    image_weights: dict | None = None  # Images tab: guidance -> generator file; None: shipped
 
 
 class Cancelled(Exception):
@@ -272,56 +279,120 @@ def score_rows(job: PairRun) -> list[list]:
 
 
 def build_app(app: AppConfig):
-    """The Gradio Blocks page."""
+    """The Gradio Blocks page: the "3D" tab (SDS vs IKL NeRFs) and the "Images" tab."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: offline first
     import gradio as gr
 
-    slots = threading.Semaphore(app.concurrency)
-    with gr.Blocks(title="dream3d: SDS vs IKL") as page:
-        gr.Markdown(
-            "# dream3d: SDS vs IKL, same prompt, same seed\n"
-            "A NeRF trained by score distillation (SDS, DreamFusion) next to one trained by "
-            "integral KL (IKL, Diff-Instruct) on the same teacher, scored against the exact "
-            "ground truth of the toy world."
-        )
-        inputs, go, stop = _inputs(gr, app)
-        status = gr.Markdown("Ready.", elem_id="status")
-        table = gr.Dataframe(
-            headers=list(TABLE),
-            label="ground-truth scores and wall time",
-            elem_id="scores",
-            interactive=False,
-        )
-        panes = {}
-        with gr.Row():
-            for g in GUIDANCES:
-                with gr.Column(elem_id=f"pane-{g}"):
-                    panes[g] = _pane(gr, g)
-        outputs = [status, table] + [c for pane in panes.values() for c in pane.values()]
-
-        def run_both(prompt, teacher, steps, seed, *scales_and_resolution):
-            *scales, resolution = scales_and_resolution
-            try:
-                config, guidances = app_config(
-                    app, prompt, teacher, steps, seed, scales, resolution
-                )
-                out = job_folder(app.out, config)
-            except (ValueError, TypeError) as err:
-                raise gr.Error(str(err), print_exception=False) from None
-            job = PairRun(config, guidances, out, slots).start()
-            try:
-                yield from _updates(gr, job, status, table, panes)
-            finally:
-                job.stop.set()  # the page went away or pressed Stop: training ends at its next row
-            if job.error is not None:
-                raise gr.Error(f"the run stopped: {job.error}", print_exception=False)
-
-        event = gr.on(
-            [go.click, inputs[0].submit], run_both, inputs, outputs, api_name="run_both",
-            concurrency_limit=app.concurrency,
-        )  # fmt: skip
-        stop.click(None, cancels=[event], api_name=False)
+    with gr.Blocks(title="dream3d: SDS vs IKL") as page, gr.Tabs():
+        with gr.Tab("3D", id="3d"):
+            _tab_3d(gr, app)
+        with gr.Tab("Images", id="images"):
+            _tab_images(gr, app)
     return page
+
+
+def _tab_3d(gr, app: AppConfig) -> None:
+    """SDS and IKL NeRFs on one prompt and seed: inputs, status, scores and both panes."""
+    slots = threading.Semaphore(app.concurrency)
+    gr.Markdown(
+        "# dream3d: SDS vs IKL, same prompt, same seed\n"
+        "A NeRF trained by score distillation (SDS, DreamFusion) next to one trained by "
+        "integral KL (IKL, Diff-Instruct) on the same teacher, scored against the exact "
+        "ground truth of the toy world."
+    )
+    inputs, go, stop = _inputs(gr, app)
+    status = gr.Markdown("Ready.", elem_id="status")
+    table = gr.Dataframe(
+        headers=list(TABLE),
+        label="ground-truth scores and wall time",
+        elem_id="scores",
+        interactive=False,
+    )
+    panes = {}
+    with gr.Row():
+        for g in GUIDANCES:
+            with gr.Column(elem_id=f"pane-{g}"):
+                panes[g] = _pane(gr, g)
+    outputs = [status, table] + [c for pane in panes.values() for c in pane.values()]
+
+    def run_both(prompt, teacher, steps, seed, *scales_and_resolution):
+        *scales, resolution = scales_and_resolution
+        try:
+            config, guidances = app_config(app, prompt, teacher, steps, seed, scales, resolution)
+            out = job_folder(app.out, config)
+        except (ValueError, TypeError) as err:
+            raise gr.Error(str(err), print_exception=False) from None
+        job = PairRun(config, guidances, out, slots).start()
+        try:
+            yield from _updates(gr, job, status, table, panes)
+        finally:
+            job.stop.set()  # the page went away or pressed Stop: training ends at its next row
+        if job.error is not None:
+            raise gr.Error(f"the run stopped: {job.error}", print_exception=False)
+
+    event = gr.on(
+        [go.click, inputs[0].submit], run_both, inputs, outputs, api_name="run_both",
+        concurrency_limit=app.concurrency,
+    )  # fmt: skip
+    stop.click(None, cancels=[event], api_name=False)
+
+
+def image_weights(app: AppConfig) -> dict:
+    """The Images tab's one-step generators: guidance name -> .safetensors file."""
+    from dream3d.pipelines.distill import SHIPPED
+
+    return dict(app.image_weights or SHIPPED)
+
+
+def image_columns(app: AppConfig) -> list[str]:
+    """The Images tab's columns in side_by_side's order: each one-step generator, the teacher."""
+    return [f"one-step {g.upper()}" for g in image_weights(app)] + [f"teacher DDIM {IMAGE_DDIM}"]
+
+
+def sample_grids(app: AppConfig, prompt, n, seed) -> dict[str, tuple[np.ndarray, float]]:
+    """The Images tab's click: column name -> (grid (H, W, 3) uint8, seconds), from
+    ``side_by_side``; bad input is a one-line ValueError."""
+    from dream3d.pipelines.distill import side_by_side
+    from dream3d.pipelines.world import grid_array
+
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError("the prompt is empty; try e.g. 'a red chair'")
+    n = _number("samples", n, *IMAGE_SAMPLES, integer=True)
+    seed = _number("seed", seed, 0, 2**31 - 1, integer=True)
+    shown = side_by_side(prompt.strip(), n, seed, image_weights(app), ddim_steps=IMAGE_DDIM)
+    return {name: (grid_array(x, **IMAGE_GRID), s) for name, (x, s) in shown.items()}
+
+
+def _tab_images(gr, app: AppConfig) -> None:
+    """One-step IKL and SDS generators next to the teacher's DDIM: same prompt, same z."""
+    gr.Markdown(
+        "# One-step generators: IKL vs SDS\n"
+        "Image generators distilled from the tiny teacher in one step by integral KL (IKL, "
+        f"Diff-Instruct) and by SDS, next to the teacher's own {IMAGE_DDIM}-step DDIM, "
+        "on the same noise."
+    )
+    with gr.Row():
+        prompt = gr.Textbox("a chair", label="prompt", scale=3, elem_id="image-prompt")
+        n = gr.Number(8, precision=0, label=f"samples ({IMAGE_SAMPLES[0]}-{IMAGE_SAMPLES[1]})")
+        seed = gr.Number(0, precision=0, label="seed")
+    go = gr.Button("Sample", variant="primary", elem_id="sample")
+    status = gr.Markdown("Ready.", elem_id="image-status")
+    names = image_columns(app)
+    with gr.Row():
+        grids = [gr.Image(label=name, type="numpy", format="png") for name in names]
+
+    def on_sample(prompt, n, seed):
+        try:
+            shown = sample_grids(app, prompt, n, seed)
+        except ValueError as err:  # shown in this user's status; the app goes on serving
+            return [" ".join(str(err).split())] + [gr.Image(None, label=m) for m in names]
+        times = " · ".join(f"{name} {s:.2f} s" for name, (_, s) in shown.items())
+        line = f"{n:.0f} samples of {prompt.strip()!r}, seed {seed:.0f}: {times}"
+        images = [gr.Image(a, label=f"{name} — {s:.2f} s") for name, (a, s) in shown.items()]
+        return [line, *images]
+
+    triggers = [go.click, prompt.submit]
+    gr.on(triggers, on_sample, [prompt, n, seed], [status, *grids], api_name="sample_images")
 
 
 def _inputs(gr, app: AppConfig):

@@ -167,19 +167,24 @@ def load_judge(path: Path | None = None) -> Judge:
     return Judge.load(path)
 
 
-def save_grid(images: torch.Tensor, path: Path, cols: int = 8, scale: int = 2) -> None:
-    """Images (B, 3, H, W) in [-1, 1] as one PNG grid, upscaled ``scale`` x (nearest)."""
+def grid_array(images: torch.Tensor, cols: int = 8, scale: int = 2) -> np.ndarray:
+    """Images (B, 3, H, W) in [-1, 1] as one grid (rows (H + 2) scale, cols (W + 2) scale, 3)
+    uint8: each image in a 1 px white border, ``cols`` a row, upscaled ``scale`` x (nearest)."""
     b, _, h, w = images.shape
     cols = min(cols, b)
     rows = -(-b // cols)
     grid = torch.ones(3, rows * (h + 2), cols * (w + 2))
-    for i, img in enumerate(images.clamp(-1, 1).add(1).div(2)):
+    for i, img in enumerate(images.detach().float().cpu().clamp(-1, 1).add(1).div(2)):
         r, c = divmod(i, cols)
         grid[:, r * (h + 2) + 1 : r * (h + 2) + 1 + h, c * (w + 2) + 1 : c * (w + 2) + 1 + w] = img
     array = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    pil = Image.fromarray(array).resize((array.shape[1] * scale, array.shape[0] * scale), 0)
+    return array.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+def save_grid(images: torch.Tensor, path: Path, cols: int = 8, scale: int = 2) -> None:
+    """Images (B, 3, H, W) in [-1, 1] as one PNG grid (``grid_array``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    pil.save(path)
+    Image.fromarray(grid_array(images, cols, scale)).save(path)
 
 
 def save_prompt_grid(images: list[torch.Tensor], prompts: list[str], path: Path) -> None:
