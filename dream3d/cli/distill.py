@@ -34,7 +34,7 @@ DISTILL_FLAGS = {
 
 
 def add_parser(sub, positive_int) -> None:
-    from dream3d.pipelines.distill import DistillConfig
+    from dream3d.pipelines.distill import GUIDANCE_DEFAULTS, TRAIN_DEFAULTS, DistillConfig
 
     config = DistillConfig()
     train, ikl = config.train, config.guidance  # distillation's defaults, IKL's among them
@@ -52,9 +52,15 @@ def add_parser(sub, positive_int) -> None:
     p.add_argument("--prompt", help="a catalogue prompt, e.g. 'a red chair' (default: all)")
     p.add_argument("--generator", choices=list(IMAGE_GENERATORS), help="default onestep")
     p.add_argument("--guidance", choices=list(GUIDANCES), help="default ikl")
-    p.add_argument("--steps", type=positive_int, help=f"generator steps (default {train.steps})")
-    p.add_argument("--batch", type=positive_int, help=f"images per step (default {train.batch})")
-    p.add_argument("--lr", type=float, help=f"generator learning rate (default {train.lr:g})")
+    dirac = TRAIN_DEFAULTS["dirac"]
+    for flag, key, text in (
+        ("--steps", "steps", "generator steps"),
+        ("--batch", "batch", "images per step"),
+        ("--lr", "lr", "generator learning rate"),
+    ):
+        kind = float if key == "lr" else positive_int
+        default = f"default {getattr(train, key):g}, dirac {dirac[key]:g}"
+        p.add_argument(flag, type=kind, help=f"{text} ({default})")
     p.add_argument(
         "--fake-steps",
         type=positive_int,
@@ -63,7 +69,9 @@ def add_parser(sub, positive_int) -> None:
     p.add_argument(
         "--cfg",
         type=float,
-        help=f"CFG scale (default ikl {ikl.cfg_scale:g}, sds {GUIDANCES['sds'][1]().cfg_scale:g})",
+        help="CFG scale (default "
+        + ", ".join(f"{n} {c.cfg_scale:g}" for n, c in GUIDANCE_DEFAULTS.items())
+        + ")",
     )
     p.add_argument("--seed", type=int, help=f"random seed (default {train.seed})")
     p.add_argument("--eval-n", type=positive_int, help=f"samples scored (default {config.eval.n})")
@@ -150,6 +158,12 @@ def add_bench_parser(bsub, positive_int) -> None:
     q.add_argument("--steps", type=positive_int, help="generator steps of every row's run")
     q.add_argument("--dirac-steps", type=positive_int, help="steps of the Dirac rows")
     q.add_argument("--eval-n", type=positive_int, help="samples scored per row")
+    q.add_argument(
+        "--rows",
+        nargs="+",
+        help="distilled rows to run: one-step-ikl one-step-sds dirac-sds dirac-ikl (default "
+        "all; the one-step rows always, as the picture shows them)",
+    )
     q.add_argument("--out", type=Path, default=Path("outputs/bench-distill"))
     q.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -158,7 +172,9 @@ def bench(args, check_writable) -> dict:
     from dream3d.pipelines.bench_distill import bench_distill
 
     check_writable(args.out)
-    rows = bench_distill(args.out, args.steps, args.dirac_steps, args.eval_n, not args.quiet)
+    rows = bench_distill(
+        args.out, args.steps, args.dirac_steps, args.eval_n, not args.quiet, args.rows
+    )
     print((args.out / "distill.md").read_text())
     print(f"wrote {args.out}/distill.md and distill.csv", file=sys.stderr)
     return {"rows": rows}

@@ -38,21 +38,28 @@ RUNS = (
     ("Dirac SDS", {"generator": {"name": "dirac"}, "guidance": {"name": "sds"}}),
     ("Dirac IKL", {"generator": {"name": "dirac"}, "guidance": {"name": "ikl"}}),
 )
-# Dirac images: pixels as parameters, so larger steps; 300 x 64 draws give each of the 864
-# images ~22 updates (8 red-cube images were judged right after 30 at lr 0.1: the tests)
-DIRAC_TRAIN = {"batch": 64, "lr": 0.1, "steps": 300}
 COLUMNS = ("row", *KEYS, "nfe", "ms_per_image", "train_seconds")
 
 
-def run_configs(steps: int | None, dirac_steps: int | None, eval_n: int | None) -> dict:
-    """Row name -> DistillConfig of each distilled row."""
+def row_folder(name: str) -> str:
+    """ "one-step IKL" -> "one-step-ikl": a row's run folder and its name for --rows."""
+    return name.lower().replace(" ", "-")
+
+
+def run_configs(steps: int | None, dirac_steps: int | None, eval_n: int | None, rows=None) -> dict:
+    """Row name -> DistillConfig of each distilled row (``rows``: their folder names; all)."""
+    known = [row_folder(name) for name, _ in RUNS]
+    unknown = sorted(set(rows or ()) - set(known))
+    if unknown:
+        raise ValueError(f"unknown rows {', '.join(unknown)}; choose from: {', '.join(known)}")
     configs = {}
     for name, over in RUNS:
+        if rows and row_folder(name) not in rows:
+            continue
         dirac = over.get("generator", {}).get("name") == "dirac"
-        train = dict(DIRAC_TRAIN) if dirac else {}
-        if (dirac_steps if dirac else steps) is not None:
-            train["steps"] = dirac_steps if dirac else steps
-        tree = over | {"train": train} | ({"eval": {"n": eval_n}} if eval_n else {})
+        chosen = dirac_steps if dirac else steps
+        tree = over | ({"train": {"steps": chosen}} if chosen else {})
+        tree |= {"eval": {"n": eval_n}} if eval_n else {}
         configs[name] = resolve(overrides=tree)
     return configs
 
@@ -76,26 +83,29 @@ def bench_distill(
     dirac_steps: int | None = None,
     eval_n: int | None = None,
     progress: bool = True,
+    rows: list[str] | None = None,
 ) -> list[dict]:
-    """Every row of the table (dicts with COLUMNS), written to OUT/distill.md and .csv."""
+    """Every row of the table (dicts with COLUMNS), written to OUT/distill.md and .csv;
+    ``rows`` picks distilled rows by folder name (the one-step ones are always run)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    configs = run_configs(steps, dirac_steps, eval_n)
-    rows = cached_references(next(iter(configs.values())), out, progress)
+    picked = None if rows is None else sorted({*rows, "one-step-ikl", "one-step-sds"})
+    configs = run_configs(steps, dirac_steps, eval_n, picked)
+    table = cached_references(next(iter(configs.values())), out, progress)
     for name, config in configs.items():
-        folder = out / name.lower().replace(" ", "-")
+        folder = out / row_folder(name)
         metrics = finished(config, folder) or distill(config, folder, progress=progress)
-        rows.append({"row": name} | metrics)
-    rows = [{k: r.get(k) for k in COLUMNS} for r in rows]
-    write_csv(rows, out / "distill.csv")
-    lines = markdown(rows, _cell)
+        table.append({"row": name} | metrics)
+    table = [{k: r.get(k) for k in COLUMNS} for r in table]
+    write_csv(table, out / "distill.csv")
+    lines = markdown(table, _cell)
     fast = speed(out / "one-step-ikl" / "generator.safetensors")
     lines += ["", "Side by side in one process, 64 images of 64 captions, this machine: one-step "
               f"{fast['onestep_ms']:.1f} ms/image, the teacher's DDIM 50 with CFG "
               f"{fast['ddim50_ms']:.1f} ms/image: {fast['ratio']:.0f}x."]  # fmt: skip
     (out / "distill.md").write_text("\n".join(lines) + "\n")
     picture(configs, out)
-    return rows
+    return table
 
 
 def speed(weights: Path, n: int = 64) -> dict:

@@ -16,7 +16,9 @@ def _cli(*args):
     "args, words",
     [
         (["--prompt", "a purple xylophone"], "not in the toy world's vocabulary (objects: chair"),
+        (["--prompt", " "], "the prompt is empty"),
         (["--steps", "0"], "must be a positive integer, got 0"),
+        (["--set", "teacher.weights=/nonexistent.safetensors"], "no tiny teacher weights at"),
         (["--out", "/proc/dream3d"], "cannot write to /proc/dream3d"),
         (["--guidance", "vsd"], "invalid choice: 'vsd'"),
         (["--generator", "gan"], "invalid choice: 'gan'"),
@@ -60,5 +62,11 @@ def test_a_corrupt_generator_file_is_one_line(tmp_path):
 
 def test_help_names_every_choice_and_default():
     text = _cli("--help").stdout
-    for words in ("onestep,dirac", "sds,ikl", "default 600", "DMD2 uses 5", "ikl 3, sds 20"):
+    for words in (
+        "onestep,dirac",
+        "sds,ikl",
+        "default 600, dirac 300",
+        "DMD2 uses 5",
+        "ikl 3, sds 3",
+    ):
         assert words in " ".join(text.split()), words

@@ -1,5 +1,7 @@
 import json
+import re
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -32,7 +34,12 @@ def test_the_defaults_are_distillations_own_and_settings_lay_on_them():
     assert over.train.steps == 7 and over.train.batch == config.train.batch  # not the NeRF's 1
     assert over.guidance.cfg_scale == config.guidance.cfg_scale
     sds = resolve(overrides={"guidance": {"name": "sds"}})
-    assert sds.guidance.name == "sds" and sds.guidance.cfg_scale == 20.0  # SDS's own default
+    # distillation's SDS: IKL's settings but the fake score (the NeRF's SDS default is CFG 20)
+    assert sds.guidance.name == "sds" and sds.guidance.cfg_scale == 3.0
+    assert sds.guidance.weighting == "dmd" == config.guidance.weighting
+    assert resolve(overrides={"guidance": {"name": "sds", "cfg_scale": 9}}).guidance.cfg_scale == 9
+    dirac = resolve(overrides={"generator": {"name": "dirac"}, "train": {"lr": 0.2}})
+    assert (dirac.train.batch, dirac.train.steps, dirac.train.lr) == (64, 300, 0.2)  # pixels
     assert len(captions(None)) == 12 * 9 * 4  # objects x (no colour + 8 colours) x views
     assert captions("A red chair") == [f"a red chair, {v} view" for v in
                                        ("front", "side", "back", "overhead")]  # fmt: skip
@@ -111,3 +118,34 @@ def test_sds_turns_grey_dirac_images_into_red_cubes(tmp_path):
     assert metrics["fd"] < 0.15 * metrics["fd_start"]
     assert metrics["object_acc"] >= 7 / 8 and metrics["colour_acc"] == 1.0
     assert Image.open(tmp_path / "dirac" / "samples.png").size == (4 * 34 * 2, 34 * 2)
+
+
+def test_the_readme_python_snippet_distills_and_samples(tmp_path, monkeypatch):
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    snippet = next(b for b in blocks if "pipelines.distill" in b)
+    assert '"steps": 600}' in snippet and '"ikl"' in snippet
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    quick = '"steps": 2, "progress": False}, "eval": {"n": 8, "every": 0}'
+    exec(snippet.replace('"steps": 600}', quick), namespace)
+    assert namespace["metrics"]["steps"] == 2 and namespace["images"].shape == (16, 3, 32, 32)
+    assert (tmp_path / "outputs/distill-ikl/generator.safetensors").is_file()
+
+
+def test_the_bench_rows_are_the_distill_commands_defaults():
+    from dream3d.cli.distill import overrides
+    from dream3d.cli.main import build_parser
+    from dream3d.pipelines.bench_distill import run_configs
+
+    configs = run_configs(None, None, None)
+    assert list(configs) == ["one-step IKL", "one-step SDS", "Dirac SDS", "Dirac IKL"]
+    # each row is what its command line makes, so a run made by hand is reused by the bench
+    args = build_parser().parse_args(["distill", "--generator", "dirac", "--guidance", "sds"])
+    assert resolve(None, overrides(args)) == configs["Dirac SDS"]
+    assert configs["Dirac SDS"].train.batch == 64 and configs["one-step SDS"].train.batch == 8
+    assert list(run_configs(1, None, None, ["dirac-sds"])) == ["Dirac SDS"]
+    assert run_configs(7, 5, 16)["one-step IKL"].train.steps == 7
+    assert run_configs(7, 5, 16)["Dirac IKL"].train.steps == 5
+    with pytest.raises(ValueError, match="unknown rows gan"):
+        run_configs(None, None, None, ["gan"])
