@@ -1,15 +1,23 @@
-import subprocess
-import sys
+from types import SimpleNamespace
 
 import pytest
 
+from dream3d.cli.main import main
 
-def _cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "dream3d.cli.main", "distill", *args],
-        capture_output=True,
-        text=True,
-    )
+
+@pytest.fixture()
+def cli(capsys):
+    """`dream3d distill ARGS` in this process: its exit code, stdout and stderr."""
+
+    def run(*args):
+        try:
+            code = main(["distill", *args])
+        except SystemExit as stop:  # argparse's own errors and --help
+            code = stop.code
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+
+    return run
 
 
 @pytest.mark.parametrize(
@@ -30,18 +38,18 @@ def _cli(*args):
         (["sample", "--prompt", "a chair", "--weights", "/nonexistent.safetensors"], "not found"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(args, words):
-    result = _cli(*args)
+def test_bad_input_is_one_line_and_exit_2(cli, args, words):
+    result = cli(*args)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0], result.stderr
 
 
-def test_resume_without_a_checkpoint_is_one_line_and_keeps_the_folder(tmp_path):
+def test_resume_without_a_checkpoint_is_one_line_and_keeps_the_folder(cli, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    result = _cli("--resume", "--out", str(out), "--steps", "1")
+    result = cli("--resume", "--out", str(out), "--steps", "1")
     assert result.returncode == 2
     assert (
         result.stderr.strip() == f"dream3d: error: --resume: no checkpoint at {out}/checkpoint.pt"
@@ -50,18 +58,18 @@ def test_resume_without_a_checkpoint_is_one_line_and_keeps_the_folder(tmp_path):
     assert (out / "notes.txt").read_text() == "mine"
 
 
-def test_a_corrupt_generator_file_is_one_line(tmp_path):
+def test_a_corrupt_generator_file_is_one_line(cli, tmp_path):
     bad = tmp_path / "generator.safetensors"
     bad.write_bytes(b"not a safetensors file at all")
-    result = _cli("sample", "--prompt", "a chair", "--weights", str(bad))
+    result = cli("sample", "--prompt", "a chair", "--weights", str(bad))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "is not a generator safetensors file" in lines[0]
     assert bad.read_bytes() == b"not a safetensors file at all"
 
 
-def test_help_names_every_choice_and_default():
-    text = _cli("--help").stdout
+def test_help_names_every_choice_and_default(cli):
+    text = cli("--help").stdout
     for words in (
         "onestep,dirac",
         "sds,ikl",
