@@ -20,10 +20,11 @@ from typing import Any, Literal
 import yaml
 
 
-def variants(registry: dict) -> dict:
+def variants(registry: dict, defaults: dict | None = None) -> dict:
     """Field metadata: the field holds the config of one of ``registry``'s entries, each
-    entry a (class, config class) pair or a config class."""
-    return {"variants": registry}
+    entry a (class, config class) pair or a config class; ``defaults`` (name -> config) are
+    the experiment's own starting configs of variants other than the field's default."""
+    return {"variants": registry, "defaults": defaults or {}}
 
 
 def _config_class(registry: dict, name: str, where: str):
@@ -74,19 +75,21 @@ def from_dict(cls, values: dict | None, where: str = ""):
 def _on_field_default(f: dataclasses.Field, value):
     """A nested node's settings laid on the field's own default, which an experiment may set
     apart from the class's (distill's TrainConfig trains images, not a NeRF); a variant
-    node naming another variant starts from that one's class defaults."""
+    node naming another variant starts from the field's ``defaults`` for it, else from that
+    variant's class defaults."""
     if not isinstance(value, dict) or f.default_factory is dataclasses.MISSING:
         return value
     default = f.default_factory()
     if not dataclasses.is_dataclass(default):
         return value
-    base = to_dict(default)
-    if "variants" in f.metadata:
-        name = variant_name(f.metadata["variants"], default)
-        if value.get("name", name) != name:
+    if "variants" not in f.metadata:
+        return merge(to_dict(default), value)
+    name = value.get("name", variant_name(f.metadata["variants"], default))
+    if name != variant_name(f.metadata["variants"], default):
+        default = f.metadata["defaults"].get(name)
+        if default is None:
             return value
-        base["name"] = name
-    return merge(base, value)
+    return merge({"name": name, **to_dict(default)}, value)
 
 
 def _default_name(f: dataclasses.Field) -> str | None:

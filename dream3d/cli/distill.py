@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from dream3d.config import dotted, parse_set
+from dream3d.cli import flag_overrides
 from dream3d.guidance import GUIDANCES
 from dream3d.pipelines.world import TEACHERS, teacher_help
 from generators import IMAGE_GENERATORS
@@ -109,11 +109,7 @@ def add_parser(sub, positive_int) -> None:
 
 def overrides(args) -> dict:
     """The tree the user set: --set pairs, then the flags (which win)."""
-    pairs = dict(parse_set(text) for text in args.sets)
-    for flag, path in DISTILL_FLAGS.items():
-        if getattr(args, flag, None) is not None:
-            pairs[path] = getattr(args, flag)
-    return dotted(pairs)
+    return flag_overrides(args, DISTILL_FLAGS)
 
 
 def run(args, check_writable) -> dict:

@@ -9,8 +9,8 @@ import tempfile
 from pathlib import Path
 
 from dream3d.cli import distill as distill_cli
+from dream3d.cli import flag_overrides
 from dream3d.cli import teacher as teacher_cli
-from dream3d.config import dotted, parse_set
 from dream3d.diffusion import WEIGHTINGS, check_t_range
 from dream3d.guidance import GUIDANCES
 from dream3d.pipelines.world import TEACHERS, teacher_help
@@ -154,11 +154,7 @@ def _nerf_options(p) -> None:
 
 def _overrides(args, skip=()) -> dict:
     """The tree the user set: --set pairs, then the flags (which win)."""
-    pairs = dict(parse_set(text) for text in args.sets)
-    for flag, path in RUN_FLAGS.items():
-        if flag not in skip and getattr(args, flag, None) is not None:
-            pairs[path] = getattr(args, flag)
-    return dotted(pairs)
+    return flag_overrides(args, RUN_FLAGS, skip)
 
 
 def _resolve(args, prompt, skip=()):

@@ -41,7 +41,7 @@ from dream3d.pipelines.world import (
 from dream3d.sampling import ddim_sample
 from dream3d.train import TrainConfig, train
 from generators import IMAGE_GENERATORS
-from generators.images import OneStepConfig
+from generators.images import DiracImages, OneStepConfig
 from scenes.prompts import parse_prompt
 
 # the shipped one-step generators, distilled from the shipped tiny teacher (their .json: how)
@@ -96,7 +96,9 @@ class DistillConfig:
     generator: OneStepConfig = field(
         default_factory=OneStepConfig, metadata=variants(IMAGE_GENERATORS)
     )
-    guidance: GuidanceConfig = field(default_factory=_guidance, metadata=variants(GUIDANCES))
+    guidance: GuidanceConfig = field(
+        default_factory=_guidance, metadata=variants(GUIDANCES, GUIDANCE_DEFAULTS)
+    )  # distillation's SDS and IKL, not the NeRF's
     teacher: TinySource = field(default_factory=TinySource, metadata=variants(TEACHERS))
     train: TrainConfig = field(default_factory=_train)  # steps, images per step, lr, seed
     eval: ScoreConfig = field(default_factory=ScoreConfig)  # scores against the truth
@@ -114,11 +116,6 @@ def resolve(
     tree = merge(base, overrides or {})
     if prompt is not None:
         tree["prompt"] = prompt
-    node = tree.get("guidance")
-    name = node.get("name") if isinstance(node, dict) else None
-    if name in GUIDANCE_DEFAULTS and config_file is None:  # distillation's, not the NeRF's
-        start = {"name": name, **to_dict(GUIDANCE_DEFAULTS[name])}
-        tree["guidance"] = merge(start, {k: v for k, v in node.items() if k != "name"})
     generator = tree.get("generator")
     kind = generator.get("name") if isinstance(generator, dict) else None
     if kind in TRAIN_DEFAULTS and config_file is None:
@@ -197,7 +194,7 @@ def to_images(teacher, x: torch.Tensor) -> torch.Tensor:
 def draw(parts: Parts, captions: list[str], seed: int, batch: int = 256) -> torch.Tensor:
     """One image per caption in [-1, 1], z from ``seed``: the same z for the same seed."""
     rng = torch.Generator().manual_seed(seed)
-    if variant_name(IMAGE_GENERATORS, parts.generator.config) == "dirac":
+    if isinstance(parts.generator, DiracImages):
         return to_images(parts.teacher, parts.generator.draw(captions, rng))
     chunks = [captions[i : i + batch] for i in range(0, len(captions), batch)]
     return torch.cat([to_images(parts.teacher, parts.generator.draw(c, rng)) for c in chunks])
@@ -274,7 +271,7 @@ def save_samples(parts: Parts, seed: int, path: Path, cols: int = 8) -> None:
     """samples.png: one row per shown caption, ``cols`` fixed z: two runs or two checkpoints
     compare picture by picture (Dirac images: the first image of each row's caption)."""
     rows = shown_captions(parts.captions)
-    if variant_name(IMAGE_GENERATORS, parts.generator.config) == "dirac":
+    if isinstance(parts.generator, DiracImages):
         images = draw(parts, parts.captions, seed)
         first = [parts.captions.index(c) for c in rows]
         save_grid(images[first], path, cols=len(first))
