@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dream3d.checkpoint import load_checkpoint, save_checkpoint
+from dream3d.clock import NO_CLOCK
 from dream3d.diffusion import check_choice
 from dream3d.interrupt import DeferredInterrupt
 
@@ -94,12 +95,14 @@ def train(
     desc: str = "train",
     checkpoint: Path | str | None = None,
     resume: bool = False,
+    clock=NO_CLOCK,
 ) -> list[dict]:
     """Train ``generator`` (with ``sample(n, generator) -> Sample``) under ``guidance``.
 
     ``cond_fn`` turns a sample into the teacher's conditioning; ``on_log(step, row)`` may add
     metrics to a history row. With ``checkpoint`` (a file path), state is saved there every
     ``config.save_every`` steps, at the end and on Ctrl-C; ``resume`` starts from it.
+    ``clock`` (a dream3d.clock.Clock) times each step's phases and the checkpoints.
     Returns the history: one dict every ``log_every`` steps.
     """
     opt = torch.optim.Adam(generator.parameters(), lr=config.lr)
@@ -118,7 +121,8 @@ def train(
     def save():
         if path is not None:
             plain = {"step": state.step, "history": state.history, "elapsed": state.elapsed}
-            save_checkpoint(path, **parts, **plain)
+            with clock("checkpoint"):
+                save_checkpoint(path, **parts, **plain)
 
     start = time.perf_counter() - state.elapsed
     bar = tqdm(
@@ -126,7 +130,7 @@ def train(
     )
     with DeferredInterrupt() as stop:
         while state.step < config.steps:
-            logs = _step(generator, guidance, config, opt, sched, cond_fn, state)
+            logs = _step(generator, guidance, config, opt, sched, cond_fn, state, clock)
             logs["time"] = state.elapsed = time.perf_counter() - start
             step, state.step = state.step, state.step + 1
             bar.update(1)
@@ -144,17 +148,25 @@ def train(
     return state.history
 
 
-def _step(generator, guidance, config, opt, sched, cond_fn, state: _State) -> dict:
-    """One Diff-Instruct step: sample, k fake-score steps, one generator step; its logs."""
+def _step(generator, guidance, config, opt, sched, cond_fn, state: _State, clock) -> dict:
+    """One Diff-Instruct step: sample, k fake-score steps, one generator step; its logs.
+
+    Its phases on ``clock``: "render forward" (the samples and their conditioning),
+    "fake-score update", "teacher" (the guidance's eps calls: CFG teacher and IKL's fake eval),
+    "render backward" (the loss's backward into the generator) and "optimizer".
+    """
     step = state.step
     progress = step / max(config.steps - 1, 1)
-    sample = generator.sample(config.batch, state.rng)
-    cond = cond_fn(sample) if cond_fn else None
-    x = sample.x  # a latent teacher's encoding (once for both uses) unless already latent
-    if not getattr(generator, "in_teacher_space", False):
-        x = guidance.to_teacher(x)
-    logs = guidance.update_fake(x.detach(), cond, progress, state.rng)
-    loss, g_logs = guidance.loss(x, cond, progress, state.rng)
+    with clock("render forward"):
+        sample = generator.sample(config.batch, state.rng)
+        cond = cond_fn(sample) if cond_fn else None
+        x = sample.x  # a latent teacher's encoding (once for both uses) unless already latent
+        if not getattr(generator, "in_teacher_space", False):
+            x = guidance.to_teacher(x)
+    with clock("fake-score update"):
+        logs = guidance.update_fake(x.detach(), cond, progress, state.rng)
+    with clock("teacher"):
+        loss, g_logs = guidance.loss(x, cond, progress, state.rng)
     if not math.isfinite(loss.item()):
         raise NonFiniteError(
             f"non-finite generator loss at step {step}; lower the lr or clip "
@@ -162,9 +174,11 @@ def _step(generator, guidance, config, opt, sched, cond_fn, state: _State) -> di
         )
     if sample.aux_loss is not None:
         loss = loss + sample.aux_loss
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    sched.step()
+    with clock("render backward"):
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+    with clock("optimizer"):
+        opt.step()
+        sched.step()
     logs.update(g_logs, **sample.aux_logs, step=step, loss=loss.item())
     return logs

@@ -212,15 +212,36 @@ def _bench_parser(sub) -> None:
         _nerf_options(q)
         q.add_argument("--out", type=Path, default=Path(f"outputs/bench-{name}"))
         q.add_argument("--quiet", action="store_true", help="no progress bars")
+    speed = bsub.add_parser(
+        "speed",
+        help="where a run's time goes: per-step phases, output phase, peak memory, IKL/SDS",
+        description="Runs `dream3d run` once per guidance (the defaults unless options say "
+        "otherwise), each in a fresh process, timing the training step's phases (render "
+        "forward, render backward with normals, teacher, fake-score update, optimizer) and "
+        "the output phase's parts; writes OUT/speed.md and speed.csv.",
+    )
+    speed.add_argument("--prompt", default="a chair", help='default "a chair"')
+    speed.add_argument(
+        "--guidance",
+        nargs="+",
+        choices=list(GUIDANCES),
+        default=list(GUIDANCES),
+        help="default both",
+    )
+    _nerf_options(speed)
+    speed.add_argument("--out", type=Path, default=Path("outputs/bench-speed"))
+    speed.add_argument("--quiet", action="store_true", help="no progress bars")
     distill_cli.add_bench_parser(bsub, _positive_int)
 
 
 def bench(args) -> dict:
     from dream3d.pipelines.bench import BENCHMARKS, read_prompts
+    from dream3d.pipelines.compare import sides
 
+    if args.action == "speed":
+        return bench_speed(args)
     if args.action not in BENCHMARKS:  # the image benchmark has options of its own
         return distill_cli.bench(args, _check_writable)
-    from dream3d.pipelines.compare import sides
 
     prompts = read_prompts(args.prompts)
     # every prompt is resolved (a bad one fails before any run starts); the first is the base
@@ -231,6 +252,21 @@ def bench(args) -> dict:
     rows = run_bench(config, prompts, args.seeds, args.out, not args.quiet, guidances)
     print((args.out / f"{args.action}.md").read_text())
     print(f"wrote {args.out}/{args.action}.md and {args.action}.csv", file=sys.stderr)
+    return {"rows": rows}
+
+
+def bench_speed(args) -> dict:
+    from dream3d.pipelines.bench_speed import speed
+    from dream3d.pipelines.compare import sides
+
+    config, overrides = _resolve(args, args.prompt, skip=SIDE_FLAGS)
+    guidances = {
+        k: v for k, v in sides(overrides.get("guidance", {})).items() if k in args.guidance
+    }
+    _check_writable(args.out)
+    rows = speed(config, guidances, args.out, not args.quiet)
+    print((args.out / "speed.md").read_text())
+    print(f"wrote {args.out}/speed.md and speed.csv", file=sys.stderr)
     return {"rows": rows}
 
 

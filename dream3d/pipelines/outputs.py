@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from dream3d.cameras import CameraConfig, Cameras, sample_cameras
+from dream3d.clock import NO_CLOCK
 from dream3d.video import turntable_cameras, write_video
 
 _MATPLOTLIB = threading.Lock()  # its text layout is not thread-safe: the app draws as runs save
@@ -113,7 +114,12 @@ def scores(generator, spec, mesh, threshold: float) -> dict:
     """Ground-truth scores of the field and its mesh against the prompt's catalogue object."""
     import trimesh
 
-    from generators.nerf.export import chamfer_distance, mean_vertex_colour
+    from generators.nerf.export import (
+        area_ratio,
+        chamfer_distance,
+        mean_vertex_colour,
+        normal_consistency,
+    )
     from scenes import truth
     from scenes.score import (
         best_variant,
@@ -137,6 +143,8 @@ def scores(generator, spec, mesh, threshold: float) -> dict:
         "occupancy_iou": round(occ, 4),
         "silhouette_iou": round(silhouette_iou(opacity, variant, cams), 4),
         "chamfer": round(chamfer_distance(mesh, ref), 4),
+        "area_ratio": round(area_ratio(mesh, ref), 4),
+        "normal_consistency": round(normal_consistency(mesh, ref), 4),
         "mean_colour": [round(c, 4) for c in colour],
         "nearest_colour": nearest_colour(colour),
     }
@@ -146,19 +154,29 @@ def scores(generator, spec, mesh, threshold: float) -> dict:
     return result
 
 
-def write_outputs(generator, spec, config, history, out: Path, progress: bool = True) -> dict:
-    """Every file of a finished run in ``out``; returns the metrics."""
+def write_outputs(
+    generator, spec, config, history, out: Path, progress: bool = True, clock=NO_CLOCK
+) -> dict:
+    """Every file of a finished run in ``out``; returns the metrics. ``clock`` times the
+    parts: "progress.png", "views.png", "turntable", "mesh" (extraction and files), "scores"."""
     from generators.nerf.export import extract_mesh, mesh_metrics, save_mesh
 
     generator.eval()
-    save_progress(history, out / "progress.png")
+    with clock("progress.png"):
+        save_progress(history, out / "progress.png")
     o = config.outputs
-    save_views(generator, out / "views.png", o.views_size, o.views_samples)
-    save_turntable(generator, out, o, progress)
+    with clock("views.png"):
+        save_views(generator, out / "views.png", o.views_size, o.views_samples)
+    with clock("turntable"):
+        save_turntable(generator, out, o, progress)
     field = generator.field
-    mesh = extract_mesh(field.density, field.albedo, o.mesh, next(field.parameters()).device)
-    save_mesh(mesh, out)
+    with clock("mesh"):
+        device = next(field.parameters()).device
+        mesh = extract_mesh(field.density, field.albedo, o.mesh, device)
+        save_mesh(mesh, out)
     last = history[-1] if history else {}
+    with clock("scores"):
+        truth = scores(generator, spec, mesh, o.mesh.threshold)
     return {
         "prompt": config.prompt,
         "caption": spec.text,
@@ -168,6 +186,6 @@ def write_outputs(generator, spec, config, history, out: Path, progress: bool = 
         "steps": config.train.steps,
         "final_loss": last.get("loss"),
         "mesh": mesh_metrics(mesh),
-        "truth": scores(generator, spec, mesh, o.mesh.threshold),
+        "truth": truth,
         "files": sorted(p.name for p in out.iterdir() if p.is_file()),
     }

@@ -23,6 +23,7 @@ import torch
 import yaml
 
 import scenes
+from dream3d.clock import NO_CLOCK
 from dream3d.config import from_dict, load_yaml, merge, to_dict, variants
 from dream3d.guidance import GUIDANCES, GuidanceConfig, IKLConfig, build_guidance
 from dream3d.pipelines.world import TEACHERS, TinySource, build_teacher, check_device
@@ -142,11 +143,13 @@ def text_to_3d(
     resume: bool = False,
     progress: bool = True,
     watch=None,
+    clock=NO_CLOCK,
 ) -> dict:
     """Train, then write every output into ``out``; returns metrics.json's content.
 
     ``watch(config, row, generator)``, if given, sees every history row as it is logged, in the
     training thread (the app draws live views with it); an exception it raises stops the run.
+    ``clock`` (dream3d.clock.Clock) times the phases of training and outputs (bench speed).
     """
     out = Path(out)
     if resume and not (out / "checkpoint.pt").is_file():
@@ -164,11 +167,12 @@ def text_to_3d(
         desc=f"{config.guidance.name} {spec.text}",
         checkpoint=out / "checkpoint.pt",
         resume=resume,
+        clock=clock,
     )
     train_seconds = history[-1]["time"] if history else 0.0
     from dream3d.pipelines.outputs import write_outputs
 
-    metrics = write_outputs(generator, spec, config, history, out, progress)
+    metrics = write_outputs(generator, spec, config, history, out, progress, clock)
     metrics["train_seconds"] = round(train_seconds, 1)
     metrics["seconds_per_step"] = round(train_seconds / config.train.steps, 4)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))

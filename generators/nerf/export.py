@@ -130,6 +130,14 @@ def to_world(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
     return mesh
 
 
+def surface_samples(
+    mesh: trimesh.Trimesh, n_points: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """n_points (n, 3) drawn uniformly by area from the surface and their faces' unit normals."""
+    points, faces = trimesh.sample.sample_surface(mesh, n_points, seed=seed)
+    return points, mesh.face_normals[faces]
+
+
 def chamfer_distance(
     a: trimesh.Trimesh, b: trimesh.Trimesh, n_points: int = 20_000, seed: int = 0
 ) -> float:
@@ -141,11 +149,32 @@ def chamfer_distance(
     leaves a floor of about half the sample spacing, sqrt(area / n_points) / 2, between two
     different meshes of one surface (0.0075 for spheres of radius 0.6 at 20k points).
     """
-    x = trimesh.sample.sample_surface(a, n_points, seed=seed)[0]  # (n, 3)
-    y = trimesh.sample.sample_surface(b, n_points, seed=seed)[0]  # (n, 3)
+    x = surface_samples(a, n_points, seed)[0]  # (n, 3)
+    y = surface_samples(b, n_points, seed)[0]  # (n, 3)
     a_to_b = cKDTree(y).query(x)[0].mean()
     b_to_a = cKDTree(x).query(y)[0].mean()
     return float((a_to_b + b_to_a) / 2)
+
+
+def normal_consistency(
+    mesh: trimesh.Trimesh,
+    truth: trimesh.Trimesh,
+    n_points: int = 20_000,
+    n_truth: int = 200_000,
+    seed: int = 0,
+) -> float:
+    """Mean |n . n_true| over points of ``mesh``: n its face normal there, n_true the normal at
+    the nearest of ``n_truth`` points of ``truth`` (both drawn by area). 1 for the same smooth
+    surface; a bumpy copy of it scores lower, whatever the winding of either."""
+    x, n = surface_samples(mesh, n_points, seed)
+    y, n_true = surface_samples(truth, n_truth, seed + 1)
+    nearest = cKDTree(y).query(x)[1]
+    return float(np.abs((n * n_true[nearest]).sum(-1)).mean())
+
+
+def area_ratio(mesh: trimesh.Trimesh, truth: trimesh.Trimesh) -> float:
+    """Surface area of ``mesh`` over that of ``truth``: 1 for the true surface, more for bumps."""
+    return float(mesh.area / truth.area)
 
 
 def mean_vertex_colour(mesh: trimesh.Trimesh) -> np.ndarray:
