@@ -120,7 +120,10 @@ class Guidance:
 
     def loss(self, x0, cond=None, progress: float = 0.0, generator=None):
         """Draw t and eps, compute g and return the injected loss with its logs."""
-        t, eps = self.draw(x0, progress, generator)
+        return self.loss_at(x0, *self.draw(x0, progress, generator), cond)
+
+    def loss_at(self, x0, t, eps, cond=None):
+        """The injected loss of g at these t and eps, with its logs."""
         g, logs = self.grad(x0.detach(), t, eps, cond)
         logs["t"] = float(t.float().mean())
         return inject(x0, g), logs

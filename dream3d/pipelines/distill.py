@@ -67,7 +67,14 @@ SHOWN = (
 # generator lr 5e-5 at CFG 1 rose to 89; this recipe went 44.7 -> 28.6, and doubling both
 # learning rates was worse at step 100, 46.2 against 42.7).
 GUIDANCE_DEFAULTS = {
-    "ikl": IKLConfig(cfg_scale=3.0, weighting="dmd", fake="teacher", fake_steps=2, fake_lr=2e-4),
+    "ikl": IKLConfig(
+        cfg_scale=3.0,
+        weighting="dmd",
+        fake="teacher",
+        fake_steps=2,
+        fake_lr=2e-4,
+        share_draw=False,  # the shipped generators' recipe
+    ),
     "sds": GuidanceConfig(cfg_scale=3.0, weighting="dmd"),
 }
 

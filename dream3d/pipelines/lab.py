@@ -79,9 +79,14 @@ def _save(fig, path: Path):
 
 
 def _guidance_options(o: LabOptions, **defaults) -> dict:
-    """Lab defaults (the MLP fake score's lr 1e-3, then each lab's) overridden by the user's."""
+    """Lab defaults (the MLP fake score's lr 1e-3, IKL's fake evaluated after its update, then
+    each lab's) overridden by the user's."""
     user = {"weighting": o.weighting, "fake_steps": o.fake_steps, "t_range": o.t_range}
-    return {"fake_lr": 1e-3} | defaults | {k: v for k, v in user.items() if v is not None}
+    return (
+        {"fake_lr": 1e-3, "share_draw": False}
+        | defaults
+        | {k: v for k, v in user.items() if v is not None}
+    )
 
 
 def _train_config(o: LabOptions, steps: int, lr: float, seed: int) -> TrainConfig:

@@ -34,7 +34,9 @@ def render_views(generator, cameras: Cameras, size: int, samples: int, shading="
     for i in range(len(cameras)):
         one = one_camera(cameras, i)
         with torch.set_grad_enabled(shading != "albedo"):
-            out = render_image(generator.field, one, size, config, shading)
+            out = render_image(
+                generator.field, one, size, config, shading, occupancy=generator.occupancy
+            )
         rgb.append(out["rgb"].detach().cpu())
         opacity.append(out["opacity"].detach().cpu())
     return torch.cat(rgb), torch.cat(opacity)
@@ -162,6 +164,7 @@ def write_outputs(
     from generators.nerf.export import extract_mesh, mesh_metrics, save_mesh
 
     generator.eval()
+    generator.refresh_occupancy()  # the last refresh is up to grid.every steps old
     with clock("progress.png"):
         save_progress(history, out / "progress.png")
     o = config.outputs

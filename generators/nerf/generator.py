@@ -18,9 +18,11 @@ from torch import nn
 from dream3d.cameras import CameraConfig, sample_cameras
 from dream3d.train import Sample
 from generators.nerf.field import FieldConfig, NeRFField
+from generators.nerf.occupancy import OccupancyGrid
 from generators.nerf.render import (
     RegulariserConfig,
     RenderConfig,
+    march_step,
     pick_shading,
     regularisers,
     render_image,
@@ -45,20 +47,37 @@ class NeRFConfig:
 
 
 class NeRFGenerator(nn.Module):
-    """Renders of a ``NeRFField``; counts its own steps (a buffer, so checkpoints keep it)."""
+    """Renders of a ``NeRFField``; counts its own steps (a buffer, so checkpoints keep it).
+
+    With ``render.grid.skip`` it keeps an ``OccupancyGrid`` of the field, refreshed every
+    ``render.grid.every`` steps, and renders through it (``occupancy``; None without skipping).
+    """
 
     def __init__(self, config: NeRFConfig | None = None, seed: int = 0, device="cpu"):
         super().__init__()
         self.config = config or NeRFConfig()
         self.field = NeRFField(self.config.field, seed, device)
         self.register_buffer("steps", torch.zeros((), dtype=torch.long, device=device))
+        grid, radius = self.config.render.grid, self.config.render.radius
+        self.occupancy = OccupancyGrid(grid.resolution, radius, device) if grid.skip else None
+
+    def refresh_occupancy(self, generator: torch.Generator | None = None) -> None:
+        """Update the occupancy grid from the field now (a no-op without skipping)."""
+        if self.occupancy is not None:
+            grid = self.config.render.grid
+            step = march_step(self.config.render)
+            self.occupancy.refresh(self.field.density, step, grid.threshold, grid.decay, generator)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Sample:
         """n renders (n, 3, size, size) in [-1, 1] with their cameras, views and shading."""
         c = self.config
+        if int(self.steps) % c.render.grid.every == 0:
+            self.refresh_occupancy(generator)
         cameras = sample_cameras(n, generator, c.cameras)
         shading = pick_shading(int(self.steps), c.render.shading, generator)
-        out = render_image(self.field, cameras, c.size, c.render, shading, generator)
+        out = render_image(
+            self.field, cameras, c.size, c.render, shading, generator, occupancy=self.occupancy
+        )
         reg, logs = regularisers(out, c.reg)
         self.steps += 1
         info = {"cameras": cameras, "views": cameras.views(c.cameras), "shading": shading}

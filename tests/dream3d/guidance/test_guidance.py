@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -191,3 +193,35 @@ def test_cfg_scales_that_are_negative_or_not_finite_are_refused():
         with pytest.raises(ValueError, match="cfg scale must be a finite number >= 0"):
             IKLConfig(cfg_scale=bad)
     assert GuidanceConfig(cfg_scale=0.0).cfg_scale == 0.0
+
+
+def test_shared_draw_gives_g_at_the_fake_steps_t_and_eps_with_its_pre_update_output():
+    teacher = gmm_preset("ring8")
+    x0 = torch.randn(32, 2)
+    options = dict(fake="mlp", fake_warmup=0, cfg_scale=1.0, weighting="uniform")
+    torch.manual_seed(0)
+    ikl = make_guidance("ikl", teacher, dim=2, **options)
+    before = copy.deepcopy(ikl.fake)
+    rng = torch.Generator().manual_seed(5)
+    ikl.update_fake(x0, None, 0.0, rng)
+    x = x0.clone().requires_grad_(True)
+    ikl.loss(x, None, 0.0, rng)[0].backward()
+    # by hand: the fake step drew t and eps first from the same generator; g there is
+    # eps_teacher(x_t) - eps_fake_before_its_update(x_t) (uniform w = 1), and loss.grad = g / B
+    t, eps = ikl.draw(x0, 0.0, torch.Generator().manual_seed(5))
+    x_t = add_noise(x0, t, eps, ikl.abar)
+    with torch.no_grad():
+        g = teacher.eps(x_t, t, None) - before.eps(x_t, t, None, x0)
+    assert torch.allclose(x.grad * 32, g, atol=1e-5)
+    # the fake did move, and without sharing g comes from a fresh draw after the update
+    with torch.no_grad():
+        assert (ikl.fake.eps(x_t, t, None, x0) - before.eps(x_t, t, None, x0)).abs().max() > 1e-4
+    torch.manual_seed(0)
+    fresh = make_guidance("ikl", teacher, dim=2, share_draw=False, **options)
+    rng = torch.Generator().manual_seed(5)
+    fresh.update_fake(x0, None, 0.0, rng)
+    y = x0.clone().requires_grad_(True)
+    fresh.loss(y, None, 0.0, rng)[0].backward()
+    assert not torch.allclose(y.grad * 32, g, atol=1e-3)
+    # a later plain grad call is not affected by a shared draw
+    assert ikl._shared is None and ikl._eps_fake is None

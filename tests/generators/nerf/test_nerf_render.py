@@ -7,10 +7,12 @@ from dream3d.cameras import Cameras
 from generators.nerf.field import FieldConfig, HashGridConfig, NeRFField
 from generators.nerf.render import (
     OccGridConfig,
+    RegulariserConfig,
     RenderConfig,
     ShadingConfig,
     composite,
     distortion_terms,
+    normal_smoothness,
     occupancy_grid,
     opaque_loss,
     packed_exclusive_sum,
@@ -305,3 +307,26 @@ def test_packed_occupancy_grid_rendering_matches_the_cpu_path():
     for key, tol in (("rgb", 0.02), ("opacity", 0.02), ("normals", 0.02), ("depth", 0.05)):
         err = (cuda[key].cpu() - cpu[key]).abs()
         assert err.mean() < tol / 10 and err.max() < tol, key
+
+
+def test_normal_smoothness_by_hand():
+    # a 2 x 2 normal map: up, +y / up, up. The pairs (0,0)-(0,1) and (0,1)-(1,1) differ by
+    # |(0, 0, 1) - (0, 1, 0)|_1 = 2 each; the other two pairs not at all
+    n = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    normals = n.T.reshape(1, 3, 2, 2)
+    assert normal_smoothness(normals, torch.ones(1, 1, 2, 2)).item() == pytest.approx(4.0)
+    # each pair counts at the smaller opacity of its two pixels: at 0.25 on pixel (0, 1)
+    opacity = torch.tensor([[1.0, 0.25], [1.0, 1.0]]).reshape(1, 1, 2, 2)
+    assert normal_smoothness(normals, opacity).item() == pytest.approx(1.0)
+    # per view: two identical views cost what one does
+    two = normal_smoothness(normals.expand(2, -1, -1, -1), opacity.expand(2, -1, -1, -1))
+    assert two.item() == pytest.approx(1.0)
+    # the silhouette's edge against empty background is free; the loss pulls neighbours together
+    normals = normals.clone().requires_grad_(True)
+    normal_smoothness(
+        normals, torch.tensor([[1.0, 0.0], [1.0, 1.0]]).reshape(1, 1, 2, 2)
+    ).backward()
+    assert normals.grad[0, :, 0, 1].abs().sum() == 0
+    rendered = {"normals": normals.detach(), "opacity": opacity, "orientation": torch.zeros(1)}
+    loss, logs = regularisers(rendered, RegulariserConfig(sparsity=0, orient=0, normal_smooth=0.5))
+    assert logs["normal_smooth"] == pytest.approx(1.0) and loss.item() == pytest.approx(0.5)
