@@ -202,7 +202,8 @@ def _bench_parser(sub) -> None:
     from dream3d.pipelines.bench import BENCHMARKS
 
     bench = sub.add_parser(
-        "bench", help="benchmarks: ground-truth quality of SDS vs IKL (3D, and images: distill)"
+        "bench",
+        help="benchmarks: ground-truth quality of SDS vs IKL (3D, and images: distill), speed",
     )
     bsub = bench.add_subparsers(dest="action", required=True, parser_class=Parser)
     for name, (_, text) in BENCHMARKS.items():

@@ -25,7 +25,15 @@ from dream3d.pipelines.text_to_3d import TextTo3DConfig, slug, text_to_3d
 
 # the default prompt set: ~30 min on 2 CPU cores (estimated from the README runs' times)
 DEFAULT_PROMPTS = ("a chair", "a table", "a red sphere", "a blue cube")
-SCORES = ("silhouette_iou", "occupancy_iou", "chamfer", "colour_error")
+SCORES = (
+    "silhouette_iou",
+    "occupancy_iou",
+    "chamfer",
+    "area_ratio",
+    "normal_consistency",
+    "colour_error",
+)
+INTERVALS = ("silhouette_iou", "occupancy_iou")  # the means the tables give intervals for
 
 
 def read_prompts(path: Path | None) -> list[str]:
@@ -78,7 +86,7 @@ def quality(
     """Run every prompt x guidance x seed, write quality.md/.csv into ``out``; returns the
     rows. ``guidances``: each side's config (default ``sides()``: each guidance's defaults)."""
     guidances = guidances or sides()
-    rows = []
+    rows, scores = [], {name: [[] for _ in range(seeds)] for name in guidances}
     for prompt in prompts:
         for name, guidance in guidances.items():
             runs = []
@@ -86,9 +94,34 @@ def quality(
                 config = side(replace(base, prompt=prompt), guidance, seed)
                 folder = out / f"{slug(prompt)}-{name}-{seed}"
                 runs.append((folder, run_once(config, folder, progress)))
+                scores[name][seed].append(runs[-1][1]["truth"])
             rows.append(summarise(prompt, name, runs))
-    write_tables(rows, out, list(guidances))
+    write_tables(rows, out, list(guidances), seed_intervals(scores))
     return rows
+
+
+def t_interval(values: list[float]) -> tuple[float, float | None]:
+    """Mean and the half-width of its 95 % Student-t interval (None for one value)."""
+    from scipy import stats
+
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, None
+    sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
+    return mean, float(stats.t.ppf(0.975, n - 1) * sd / n**0.5)
+
+
+def seed_intervals(scores: dict[str, list[list[dict]]]) -> dict[str, dict[str, tuple]]:
+    """Per guidance and INTERVALS score: each seed's mean over the prompts, then the mean of
+    those and its 95 % t-interval over the seeds (seeds are the independent repeats)."""
+    return {
+        name: {
+            key: t_interval([sum(r[key] for r in runs) / len(runs) for runs in per_seed])
+            for key in INTERVALS
+        }
+        for name, per_seed in scores.items()
+    }
 
 
 def summarise(prompt: str, guidance: str, runs: list[tuple[Path, dict]]) -> dict:
@@ -113,8 +146,11 @@ def _cell(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def write_tables(rows: list[dict], out: Path, names: list[str]) -> None:
-    """quality.csv (a row per prompt and guidance) and quality.md (plus a mean per guidance)."""
+def write_tables(
+    rows: list[dict], out: Path, names: list[str], intervals: dict | None = None
+) -> None:
+    """quality.csv (a row per prompt and guidance) and quality.md (plus a mean per guidance,
+    and under it ``seed_intervals``' means with their 95 % intervals over seeds)."""
     keys = list(rows[0])
     write_csv(rows, out / "quality.csv")
     lines = markdown(rows, _cell)
@@ -122,6 +158,14 @@ def write_tables(rows: list[dict], out: Path, names: list[str]) -> None:
         mine = [r for r in rows if r["guidance"] == g]
         means = [_cell(_mean([r[k] for r in mine])) for k in keys[3:]]
         lines.append("| **mean** | " + f"**{g}** | " + " | ".join(["", *means]) + " |")
+    if intervals:
+        lines += ["", "Mean over the prompts, 95 % t-interval over the seeds:", ""]
+        for g, scores in intervals.items():
+            parts = [
+                f"{key} {mean:.3f}" + ("" if half is None else f" ± {half:.3f}")
+                for key, (mean, half) in scores.items()
+            ]
+            lines.append(f"- {g}: " + ", ".join(parts))
     (out / "quality.md").write_text("\n".join(lines) + "\n")
 
 

@@ -106,7 +106,7 @@ def speed_markdown(rows: list[dict]) -> str:
 
     first = rows[0]
     lines = [f"Device {first['device']}, {first['steps']} steps per run.", ""]
-    lines += ["Training, per step (milliseconds):", ""]
+    lines += ["Training, per step (s_per_step in seconds, the phases in milliseconds):", ""]
     lines += table(["s_per_step", *(f"{p} ms" for p in STEP_PHASES), "checkpoint s"]) + [""]
     lines += ["Output phase (seconds):", ""]
     lines += table([*(f"{p} s" for p in OUTPUT_PARTS), "outputs s"]) + [""]

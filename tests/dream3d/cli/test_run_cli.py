@@ -222,10 +222,10 @@ def test_resume_after_a_crash_ends_where_the_uninterrupted_run_ends(preset, tmp_
 
     real_step = train_module._step
 
-    def crash(generator, guidance, config, opt, sched, cond_fn, state):
+    def crash(generator, guidance, config, opt, sched, cond_fn, state, clock):
         if state.step == 13:
             raise RuntimeError("power cut")
-        return real_step(generator, guidance, config, opt, sched, cond_fn, state)
+        return real_step(generator, guidance, config, opt, sched, cond_fn, state, clock)
 
     monkeypatch.setattr(train_module, "_step", crash)
     with pytest.raises(RuntimeError, match="power cut"):

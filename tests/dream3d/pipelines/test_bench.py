@@ -1,7 +1,13 @@
 import pytest
 import torch
 
-from dream3d.pipelines.bench import read_prompts, summarise, write_tables
+from dream3d.pipelines.bench import (
+    read_prompts,
+    seed_intervals,
+    summarise,
+    t_interval,
+    write_tables,
+)
 from generators.nerf.export import MeshConfig, extract_mesh, save_mesh
 
 
@@ -40,3 +46,32 @@ def test_prompt_files(tmp_path):
         read_prompts(path)
     with pytest.raises(ValueError, match="no prompts file"):
         read_prompts(tmp_path / "none.txt")
+
+
+def test_intervals_are_over_seeds_of_the_prompt_means(tmp_path):
+    # 0.5, 0.7, 0.9: sd 0.2, t_0.975 with 2 degrees of freedom 4.302653 -> 4.302653 x 0.2 / sqrt 3
+    mean, half = t_interval([0.5, 0.7, 0.9])
+    assert mean == pytest.approx(0.7) and half == pytest.approx(0.496828, abs=1e-6)
+    assert t_interval([0.3]) == (0.3, None)
+    # seed 0 scores 0.4 and 0.6 on two prompts, seed 1 0.8 and 1.0: seed means 0.5 and 0.9,
+    # sd 0.282843, t_0.975 with 1 degree of freedom 12.706205
+    runs = [
+        [
+            {"silhouette_iou": 0.4, "occupancy_iou": 0.1},
+            {"silhouette_iou": 0.6, "occupancy_iou": 0.3},
+        ],
+        [
+            {"silhouette_iou": 0.8, "occupancy_iou": 0.2},
+            {"silhouette_iou": 1.0, "occupancy_iou": 0.2},
+        ],
+    ]
+    intervals = seed_intervals({"ikl": runs})["ikl"]
+    assert intervals["silhouette_iou"][0] == pytest.approx(0.7)
+    assert intervals["silhouette_iou"][1] == pytest.approx(12.706205 * 0.282843 / 2**0.5, rel=1e-5)
+    assert intervals["occupancy_iou"] == (pytest.approx(0.2), pytest.approx(0.0, abs=1e-12))
+    row = {"prompt": "a red sphere", "guidance": "ikl", "seeds": 2, "silhouette_iou": 0.7}
+    write_tables([row], tmp_path, ["ikl"], {"ikl": intervals})
+    assert (
+        "- ikl: silhouette_iou 0.700 ± 2.541, occupancy_iou 0.200 ± 0.000"
+        in (tmp_path / "quality.md").read_text()
+    )
