@@ -19,12 +19,11 @@ import torch
 
 
 class Clock:
-    """Wall seconds and call counts per phase name, summed over every entry."""
+    """Wall seconds per phase name, summed over every entry."""
 
     def __init__(self, cuda: bool = False):
         self.cuda = cuda
         self.seconds: dict[str, float] = defaultdict(float)
-        self.calls: dict[str, int] = defaultdict(int)
 
     def _now(self) -> float:
         if self.cuda:
@@ -38,7 +37,6 @@ class Clock:
             yield
         finally:
             self.seconds[name] += self._now() - start
-            self.calls[name] += 1
 
 
 class _NoClock:

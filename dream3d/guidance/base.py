@@ -98,11 +98,12 @@ class Guidance:
         raise NotImplementedError
 
     @torch.no_grad()
-    def grad(self, x0, t, eps, cond=None):
-        """g = w(t) (eps_teacher_cfg - eps_fake) at x_t = a_t x0 + s_t eps; returns (g, logs)."""
+    def grad(self, x0, t, eps, cond=None, e_fake=None):
+        """g = w(t) (eps_teacher_cfg - eps_fake) at x_t = a_t x0 + s_t eps; returns (g, logs).
+        ``e_fake``: eps_fake at that x_t when the caller has it already."""
         x_t = add_noise(x0, t, eps, self.abar)
         e_q = eps_cfg(self.teacher, x_t, t, cond, self.uncond(cond), self.config.cfg_scale)
-        e_g = self.eps_fake(x_t, t, cond, x0, eps)
+        e_g = self.eps_fake(x_t, t, cond, x0, eps) if e_fake is None else e_fake
         abar_t = self.abar.to(x0.device)[t].to(x0.dtype)
         x0_hat = predict_x0(x_t, t, e_q, self.abar) if self.config.weighting == "dmd" else None
         w = weight(self.config.weighting, abar_t, x0, x0_hat)
@@ -122,9 +123,9 @@ class Guidance:
         """Draw t and eps, compute g and return the injected loss with its logs."""
         return self.loss_at(x0, *self.draw(x0, progress, generator), cond)
 
-    def loss_at(self, x0, t, eps, cond=None):
-        """The injected loss of g at these t and eps, with its logs."""
-        g, logs = self.grad(x0.detach(), t, eps, cond)
+    def loss_at(self, x0, t, eps, cond=None, e_fake=None):
+        """The injected loss of g at these t and eps (and ``e_fake``, see grad), with its logs."""
+        g, logs = self.grad(x0.detach(), t, eps, cond, e_fake)
         logs["t"] = float(t.float().mean())
         return inject(x0, g), logs
 

@@ -75,11 +75,8 @@ class IKL(Guidance):
         self.warmup = warmup
         self._warm = warmup == 0
         self._shared = None  # (t, eps, eps_fake) of the last fake step, for the next ``loss``
-        self._eps_fake = None  # eps_fake while ``loss`` uses the shared draw
 
     def eps_fake(self, x_t, t, cond, x0, eps):
-        if self._eps_fake is not None:
-            return self._eps_fake
         return self.fake.eps(x_t, t, cond, x0)
 
     def loss(self, x0, cond=None, progress: float = 0.0, generator=None):
@@ -88,11 +85,8 @@ class IKL(Guidance):
         shared, self._shared = self._shared, None
         if shared is None:
             return super().loss(x0, cond, progress, generator)
-        t, eps, self._eps_fake = shared
-        try:
-            return self.loss_at(x0, t, eps, cond)
-        finally:
-            self._eps_fake = None
+        t, eps, e_fake = shared
+        return self.loss_at(x0, t, eps, cond, e_fake)
 
     def update_fake(self, x0, cond=None, progress: float = 0.0, generator=None) -> dict:
         """k denoising-score-matching steps: min E || eps_phi(a_t x0 + s_t eps, t) - eps ||^2."""

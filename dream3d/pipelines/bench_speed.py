@@ -91,11 +91,10 @@ def speed(
 
 
 def _cell(value) -> str:
-    return f"{value:.3g}" if isinstance(value, float) and abs(value) < 1 else _short(value)
-
-
-def _short(value) -> str:
-    return f"{value:.1f}" if isinstance(value, float) else str(value)
+    """Floats below 1 to 3 significant digits, larger ones to 0.1; others as they are."""
+    if not isinstance(value, float):
+        return str(value)
+    return f"{value:.3g}" if abs(value) < 1 else f"{value:.1f}"
 
 
 def speed_markdown(rows: list[dict]) -> str:

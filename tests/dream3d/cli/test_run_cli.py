@@ -11,19 +11,9 @@ from PIL import Image
 from dream3d.cli.main import main
 from dream3d.pipelines import outputs
 from dream3d.teachers.tiny import TinyConfig, TinyTeacher
+from tests.fast_run import FAST_RUN
 
-FAST = {  # a run small enough for a test: every output, a few seconds of training
-    "train": {"steps": 20, "save_every": 10},
-    "nerf": {"render": {"samples": 16, "shading": {"warmup": 10}}},
-    "outputs": {
-        "views_size": 32,
-        "views_samples": 16,
-        "video_frames": 4,
-        "video_size": 32,
-        "video_samples": 8,
-        "mesh": {"resolution": 32},
-    },
-}
+FAST = FAST_RUN
 FILES = [
     "checkpoint.pt",
     "config.yaml",

@@ -223,5 +223,8 @@ def test_shared_draw_gives_g_at_the_fake_steps_t_and_eps_with_its_pre_update_out
     y = x0.clone().requires_grad_(True)
     fresh.loss(y, None, 0.0, rng)[0].backward()
     assert not torch.allclose(y.grad * 32, g, atol=1e-3)
-    # a later plain grad call is not affected by a shared draw
-    assert ikl._shared is None and ikl._eps_fake is None
+    # a later plain grad call is not affected by a shared draw: it reads the updated fake
+    assert ikl._shared is None
+    with torch.no_grad():
+        later = ikl.grad(x0, t, eps)[0]
+        assert torch.allclose(later, teacher.eps(x_t, t, None) - ikl.fake.eps(x_t, t, None, x0))

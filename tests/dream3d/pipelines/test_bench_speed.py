@@ -6,19 +6,9 @@ import pytest
 
 from dream3d.pipelines.bench_speed import OUTPUT_PARTS, STEP_PHASES, profile_run, speed_markdown
 from dream3d.pipelines.text_to_3d import resolve
+from tests.fast_run import FAST_RUN
 
-FAST = {
-    "train": {"steps": 12, "save_every": 0},
-    "nerf": {"render": {"samples": 16, "shading": {"warmup": 4}}},
-    "outputs": {
-        "views_size": 16,
-        "views_samples": 8,
-        "video_frames": 2,
-        "video_size": 16,
-        "video_samples": 8,
-        "mesh": {"resolution": 24},
-    },
-}
+FAST = FAST_RUN | {"train": {"steps": 12, "save_every": 0}}
 
 
 @pytest.fixture(scope="module")
