@@ -27,7 +27,7 @@ def test_python_cli_and_cpu_preset_defaults_are_one_config():
     assert resolve("a chair", preset="cpu") == python
     assert _cli_config("--prompt", "a chair") == python
     # and they are the values the README's measured runs used
-    assert (python.train.steps, python.train.batch, python.train.lr) == (600, 1, 0.01)
+    assert (python.train.steps, python.train.batch, python.train.lr) == (400, 1, 0.01)
     assert python.guidance.name == "ikl" and python.guidance.cfg_scale == 7.5
     assert python.guidance.fake_lr == 1e-4 and python.nerf.render.samples == 48
     assert python.nerf.render.shading.warmup == 150 and python.nerf.field.activation == "exp"
