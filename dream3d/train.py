@@ -44,7 +44,7 @@ class TrainConfig:
     """How long and how fast the generator trains; the defaults are `dream3d run`'s on a CPU
     (a NeRF: one view per step); the labs set theirs (batches of 256 points, lr 1e-3)."""
 
-    steps: int = 400  # generator steps (dream3d bench quality: 400 score as 600 did, in 2/3 the time)
+    steps: int = 400  # generator steps (bench quality: 400 score as 600 did, in 2/3 the time)
     batch: int = 1  # samples per step (a NeRF's: views rendered per step)
     lr: float = 1e-2  # Adam learning rate of the generator
     lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: decays to 0 at the end

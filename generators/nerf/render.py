@@ -388,8 +388,9 @@ def surface_shading(
     ``out`` is an albedo render without background: rgb = sum_i w_i rho_i. Each ray with
     opacity a > ``min_opacity`` takes the unit normal n = ``normal_fn(x)`` at
     x = o + d depth / a (no gradient through x); then rgb = L(n) sum_i w_i rho_i (lambertian)
-    or L(n) a (textureless) (albedo: as it is), L(n) = ambient + (1 - ambient) max(0, n.l), normals = a n and
-    orientation = stopgrad(a) max(0, n.d)^2. Rays at or below ``min_opacity`` get n = 0.
+    or L(n) a (textureless) (albedo: as it is), L(n) = ambient + (1 - ambient) max(0, n.l);
+    normals = a n and orientation = stopgrad(a) max(0, n.d)^2. Rays at or below
+    ``min_opacity`` get n = 0.
     """
     opacity = out["opacity"]
     hit = (opacity.detach() > min_opacity).nonzero().squeeze(1)
@@ -490,11 +491,9 @@ def render_image(
     deferred = with_normals and config.normals == "surface"
     field_fn = field.with_normals if with_normals and not deferred else field
     normal_fn = field.normals if deferred else None
+    extra = {"density_fn": field.density, "occupancy": occupancy, "normal_fn": normal_fn}
     chunks = [
-        render_rays(
-            field_fn, o, d, config, shading, bg, generator, estimator, field.density, occupancy,
-            normal_fn,
-        )
+        render_rays(field_fn, o, d, config, shading, bg, generator, estimator, **extra)
         for o, d, bg in zip(origins.split(config.chunk), dirs.split(config.chunk), backgrounds)
     ]
     b = len(cameras)
