@@ -33,7 +33,7 @@ def render_views(generator, cameras: Cameras, size: int, samples: int, shading="
     rgb, opacity = [], []
     for i in range(len(cameras)):
         one = one_camera(cameras, i)
-        with torch.set_grad_enabled(shading != "albedo"):
+        with torch.no_grad():  # the field's normals take their own gradient inside
             out = render_image(
                 generator.field, one, size, config, shading, occupancy=generator.occupancy
             )

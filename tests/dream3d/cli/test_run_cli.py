@@ -11,9 +11,8 @@ from PIL import Image
 from dream3d.cli.main import main
 from dream3d.pipelines import outputs
 from dream3d.teachers.tiny import TinyConfig, TinyTeacher
-from tests.fast_run import FAST_RUN
+from tests.fast_run import FAST_RUN as FAST
 
-FAST = FAST_RUN
 FILES = [
     "checkpoint.pt",
     "config.yaml",
