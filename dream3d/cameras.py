@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 VIEWS = ("front", "side", "back", "overhead")
+POSE_DIM = 5  # width of pose_features: cos/sin azimuth, cos/sin elevation, radius offset
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,15 @@ class Cameras:
     def views(self, config: CameraConfig = CameraConfig()) -> list[str]:
         """The DreamFusion view caption of each camera."""
         return [view_of(float(a), float(e), config) for a, e in zip(self.azimuth, self.elevation)]
+
+
+def pose_features(cameras: Cameras, config: CameraConfig = CameraConfig()) -> torch.Tensor:
+    """(B, POSE_DIM) features of each camera: cos az, sin az, cos el, sin el, and the radius
+    as (r - mid) / half of ``config.radius``'s range (in [-1, 1]; 0 if the range is one value)."""
+    az, el = torch.deg2rad(cameras.azimuth), torch.deg2rad(cameras.elevation)
+    lo, hi = config.radius
+    offset = (cameras.radius - (lo + hi) / 2) / ((hi - lo) / 2 or 1.0)
+    return torch.stack([az.cos(), az.sin(), el.cos(), el.sin(), offset], -1).float()
 
 
 def view_of(azimuth: float, elevation: float, config: CameraConfig = CameraConfig()) -> str:

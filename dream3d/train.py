@@ -30,13 +30,16 @@ class Sample:
     """A batch from a generator: ``x`` (B, ...) and what the guidance's conditioning needs.
 
     ``aux_loss`` is the generator's own term (a NeRF's regularisers), added to the guidance
-    loss; ``aux_logs`` go into the history row.
+    loss; ``aux_logs`` go into the history row. ``members``: how many generators the batch
+    stacks (K NeRF particles, n views each); the guidance loss, a mean over the batch, is
+    multiplied by it, so each member's gradient is the one it would get from its n views alone.
     """
 
     x: torch.Tensor
     info: dict[str, Any] = field(default_factory=dict)
     aux_loss: torch.Tensor | None = None
     aux_logs: dict[str, float] = field(default_factory=dict)
+    members: int = 1
 
 
 @dataclass
@@ -163,15 +166,18 @@ def _step(generator, guidance, config, opt, sched, cond_fn, state: _State, clock
         x = sample.x  # a latent teacher's encoding (once for both uses) unless already latent
         if not getattr(generator, "in_teacher_space", False):
             x = guidance.to_teacher(x)
+    pose = sample.info.get("pose")  # (B, P) cameras, for a camera-conditioned fake score
     with clock("fake-score update"):
-        logs = guidance.update_fake(x.detach(), cond, progress, state.rng)
+        logs = guidance.update_fake(x.detach(), cond, progress, state.rng, pose=pose)
     with clock("teacher"):
-        loss, g_logs = guidance.loss(x, cond, progress, state.rng)
+        loss, g_logs = guidance.loss(x, cond, progress, state.rng, pose=pose)
     if not math.isfinite(loss.item()):
         raise NonFiniteError(
             f"non-finite generator loss at step {step}; lower the lr or clip "
             "(the last checkpoint, if any, is kept)"
         )
+    if sample.members != 1:
+        loss = loss * sample.members
     if sample.aux_loss is not None:
         loss = loss + sample.aux_loss
     with clock("render backward"):

@@ -94,16 +94,17 @@ class Guidance:
         encode = getattr(self.teacher, "encode_images", None)
         return x0 if encode is None else encode(x0)
 
-    def eps_fake(self, x_t, t, cond, x0, eps) -> torch.Tensor:
+    def eps_fake(self, x_t, t, cond, x0, eps, pose=None) -> torch.Tensor:
+        """The fake score's eps at x_t; ``pose`` (B, P): the samples' cameras, if it reads them."""
         raise NotImplementedError
 
     @torch.no_grad()
-    def grad(self, x0, t, eps, cond=None, e_fake=None):
+    def grad(self, x0, t, eps, cond=None, e_fake=None, pose=None):
         """g = w(t) (eps_teacher_cfg - eps_fake) at x_t = a_t x0 + s_t eps; returns (g, logs).
-        ``e_fake``: eps_fake at that x_t when the caller has it already."""
+        ``e_fake``: eps_fake at that x_t when the caller has it already; ``pose``: see eps_fake."""
         x_t = add_noise(x0, t, eps, self.abar)
         e_q = eps_cfg(self.teacher, x_t, t, cond, self.uncond(cond), self.config.cfg_scale)
-        e_g = self.eps_fake(x_t, t, cond, x0, eps) if e_fake is None else e_fake
+        e_g = self.eps_fake(x_t, t, cond, x0, eps, pose=pose) if e_fake is None else e_fake
         abar_t = self.abar.to(x0.device)[t].to(x0.dtype)
         x0_hat = predict_x0(x_t, t, e_q, self.abar) if self.config.weighting == "dmd" else None
         w = weight(self.config.weighting, abar_t, x0, x0_hat)
@@ -119,18 +120,18 @@ class Guidance:
             g = g.clamp(-self.config.grad_clip, self.config.grad_clip)
         return g, {"grad_norm": float(g.flatten(1).norm(dim=1).mean()), "nonfinite": n_bad}
 
-    def loss(self, x0, cond=None, progress: float = 0.0, generator=None):
+    def loss(self, x0, cond=None, progress: float = 0.0, generator=None, pose=None):
         """Draw t and eps, compute g and return the injected loss with its logs."""
-        return self.loss_at(x0, *self.draw(x0, progress, generator), cond)
+        return self.loss_at(x0, *self.draw(x0, progress, generator), cond, pose=pose)
 
-    def loss_at(self, x0, t, eps, cond=None, e_fake=None):
-        """The injected loss of g at these t and eps (and ``e_fake``, see grad), with its logs."""
-        g, logs = self.grad(x0.detach(), t, eps, cond, e_fake)
+    def loss_at(self, x0, t, eps, cond=None, e_fake=None, pose=None):
+        """The injected loss of g at these t and eps (``e_fake``, ``pose``: see grad), with logs."""
+        g, logs = self.grad(x0.detach(), t, eps, cond, e_fake, pose=pose)
         logs["t"] = float(t.float().mean())
         return inject(x0, g), logs
 
-    def update_fake(self, x0, cond=None, progress: float = 0.0, generator=None) -> dict:
-        """Fit the fake score to detached samples; SDS has none to fit."""
+    def update_fake(self, x0, cond=None, progress: float = 0.0, generator=None, pose=None) -> dict:
+        """Fit the fake score to detached samples (``pose``: see eps_fake); SDS has none to fit."""
         return {}
 
     def state_dict(self) -> dict:

@@ -1,18 +1,72 @@
 """Fake scores for IKL: models of the generator's own noised distribution p_g,t.
 
-Each has ``eps(x_t, t, cond, x0)``; ``x0`` (the sample x_t was made from) is read only by the
-analytic Dirac score. Learned ones are ``nn.Module`` s fitted online by denoising score matching.
+Each has ``eps(x_t, t, cond, x0, pose=None)``; ``x0`` (the sample x_t was made from) is read
+only by the analytic Dirac score, ``pose`` (B, POSE_DIM) camera features only by UNet fake
+scores built with ``fake_camera``. Learned ones are ``nn.Module`` s fitted online by denoising
+score matching.
 """
 
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import nn
 
+from dream3d.cameras import POSE_DIM
 from dream3d.diffusion import coefficients
 from dream3d.nn import FourierTime, mlp
+
+
+class CameraEmbedding(nn.Module):
+    """An MLP from pose features (B, P) to a UNet's timestep embedding (B, width), added to it:
+    the camera-conditioned fake score of ProlificDreamer (Wang et al. 2023, VSD), whose LoRA also
+    reads the camera through the timestep embedding. Its last layer starts at zero, so the fake
+    starts as the UNet it wraps (for a teacher copy, p_g = q exactly)."""
+
+    def __init__(self, width: int, pose_dim: int = POSE_DIM):
+        super().__init__()
+        self.net = mlp(pose_dim, width, hidden=width, layers=1)
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    @classmethod
+    def of(cls, unet) -> CameraEmbedding:
+        """One sized for ``unet``'s timestep embedding (a diffusers UNet2DConditionModel)."""
+        return cls(_time_embedding(unet).linear_2.out_features)
+
+    @contextmanager
+    def added(self, unet, pose: torch.Tensor | None, batch: int):
+        """While open, ``unet``'s timestep embedding comes out plus this embedding of ``pose``."""
+        p = self.net[0].in_features
+        if pose is None:
+            raise ValueError("fake_camera needs each sample's camera: the samples have no pose")
+        if pose.shape != (batch, p):
+            raise ValueError(f"pose must be ({batch}, {p}) for this batch, got {tuple(pose.shape)}")
+        emb = self.net(pose.to(self.net[0].weight))
+        handle = _time_embedding(unet).register_forward_hook(lambda m, a, out: out + emb)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+
+def _time_embedding(unet) -> nn.Module:
+    embedding = getattr(unet, "time_embedding", None)
+    if embedding is None:
+        raise ValueError("fake_camera needs a fake score with a diffusers UNet (time_embedding)")
+    return embedding
+
+
+def _camera(net: nn.Module, on: bool) -> CameraEmbedding | None:
+    """A CameraEmbedding for ``net``'s UNet (its ``unet``) if ``on``, else None."""
+    return CameraEmbedding.of(getattr(net, "unet", None)) if on else None
+
+
+def _reading(camera: CameraEmbedding | None, net: nn.Module, pose, x_t: torch.Tensor):
+    """``camera.added`` to ``net.unet`` for this batch, or a no-op without a camera."""
+    return nullcontext() if camera is None else camera.added(net.unet, pose, x_t.shape[0])
 
 
 class DiracScore(nn.Module):
@@ -29,7 +83,7 @@ class DiracScore(nn.Module):
     def build(cls, teacher, config, dim: int, n_classes: int):
         return cls(teacher.alphas_cumprod)
 
-    def eps(self, x_t, t, cond, x0):
+    def eps(self, x_t, t, cond, x0, pose=None):
         a, s = coefficients(self.abar, t, x_t)
         return (x_t - a * x0) / s
 
@@ -55,7 +109,7 @@ class MLPScore(nn.Module):
         steps = len(teacher.alphas_cumprod)
         return cls(dim, steps, config.fake_hidden, config.fake_layers, n_classes)
 
-    def eps(self, x_t, t, cond=None, x0=None):
+    def eps(self, x_t, t, cond=None, x0=None, pose=None):
         h = [x_t.flatten(1), self.time(t)]
         if self.classes is not None:
             c = torch.zeros_like(t) if cond is None else cond.clamp_min(-1) + 1
@@ -67,25 +121,29 @@ class TeacherCopy(nn.Module):
     """A trainable deep copy of a network teacher, so p_g starts as q (Diff-Instruct, Alg. 1).
 
     A latent teacher's ``denoiser`` (its UNet) is copied alone: the fake score works on the
-    latents the teacher's VAE made, and needs neither the VAE nor the text encoder.
+    latents the teacher's VAE made, and needs neither the VAE nor the text encoder. With
+    ``camera`` it also reads each sample's pose (CameraEmbedding), starting as the teacher.
     """
 
     trainable = True
     from_scratch = False  # starts as the teacher: p_g = q
+    reads_camera = True  # can be built with fake_camera
 
-    def __init__(self, teacher: nn.Module):
+    def __init__(self, teacher: nn.Module, camera: bool = False):
         super().__init__()
         if not isinstance(teacher, nn.Module):
             raise ValueError("fake score 'teacher' needs a network teacher; use 'mlp' instead")
         source = getattr(teacher, "denoiser", teacher)
         self.net = copy.deepcopy(source).float().requires_grad_(True)  # fp32 for Adam
+        self.camera = _camera(self.net, camera)
 
     @classmethod
     def build(cls, teacher, config, dim: int, n_classes: int):
-        return cls(teacher)
+        return cls(teacher, config.fake_camera)
 
-    def eps(self, x_t, t, cond, x0=None):
-        return self.net.eps(x_t, t, cond)
+    def eps(self, x_t, t, cond, x0=None, pose=None):
+        with _reading(self.camera, self.net, pose, x_t):
+            return self.net.eps(x_t, t, cond)
 
 
 class UNetScore(nn.Module):
@@ -93,27 +151,32 @@ class UNetScore(nn.Module):
 
     ProlificDreamer's fake score is a LoRA of the teacher; the oracle has no weights to copy,
     so IKL warms this one up on the generator's first samples (``fake_warmup``). It ignores
-    the caption: the generator's renders are its only data.
+    the caption: the generator's renders are its only data. With ``camera`` it reads each
+    sample's pose (CameraEmbedding).
     """
 
     trainable = True
     from_scratch = True
+    reads_camera = True  # can be built with fake_camera
 
-    def __init__(self, size: int, channels: tuple[int, ...] = (16, 32, 32)):
+    def __init__(self, size: int, channels: tuple[int, ...] = (16, 32, 32), camera: bool = False):
         super().__init__()
         from dream3d.teachers.tiny import TinyConfig, TinyTeacher
 
         config = TinyConfig(size=size, block_out_channels=channels, head_dim=16, text_in_time=False)
         self.net = TinyTeacher(config)
+        self.camera = _camera(self.net, camera)
 
     @classmethod
     def build(cls, teacher, config, dim: int, n_classes: int):
-        return cls(config.fake_size)
+        return cls(config.fake_size, camera=config.fake_camera)
 
-    def eps(self, x_t, t, cond=None, x0=None):
-        return self.net.eps(x_t, t, None)
+    def eps(self, x_t, t, cond=None, x0=None, pose=None):
+        with _reading(self.camera, self.net, pose, x_t):
+            return self.net.eps(x_t, t, None)
 
 
 # The fake scores IKL can fit, by name: each class has build(teacher, ikl_config, dim, n_classes)
-# and says whether it starts from scratch (then IKL warms it up before the first step).
+# and says whether it starts from scratch (then IKL warms it up before the first step) and,
+# in ``reads_camera``, whether it can read the camera (fake_camera).
 FAKE_SCORES = {"dirac": DiracScore, "mlp": MLPScore, "teacher": TeacherCopy, "unet": UNetScore}

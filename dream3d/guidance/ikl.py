@@ -32,6 +32,7 @@ class IKLConfig(GuidanceConfig):
     fake_hidden: int = 128  # MLP fake score width
     fake_layers: int = 3  # MLP fake score depth
     fake_size: int = 32  # image side of the UNet fake score
+    fake_camera: bool = False  # the UNet fake score also reads each sample's camera (VSD)
     # the last fake-score step's draw (t, eps) and output, taken before that step, also make
     # the generator's g: one fake forward per step fewer (a NeRF step: -25 ms of ~200 on a
     # CPU). The fake then lags one update behind, as when the two updates alternate.
@@ -62,6 +63,8 @@ class IKL(Guidance):
         super().__init__(teacher, config or IKLConfig())
         c = self.config
         name = auto_fake(teacher) if c.fake == "auto" else c.fake
+        if c.fake_camera and not getattr(FAKE_SCORES[name], "reads_camera", False):
+            raise ValueError(f"fake_camera needs a UNet fake score (teacher or unet), not {name!r}")
         self.fake = FAKE_SCORES[name].build(teacher, c, dim, n_classes)
         self.opt = (
             # fused: one kernel for all 2M parameters of a teacher copy (10 -> 2 ms a step on a CPU)
@@ -76,20 +79,21 @@ class IKL(Guidance):
         self._warm = warmup == 0
         self._shared = None  # (t, eps, eps_fake) of the last fake step, for the next ``loss``
 
-    def eps_fake(self, x_t, t, cond, x0, eps):
-        return self.fake.eps(x_t, t, cond, x0)
+    def eps_fake(self, x_t, t, cond, x0, eps, pose=None):
+        return self.fake.eps(x_t, t, cond, x0, pose=pose)
 
-    def loss(self, x0, cond=None, progress: float = 0.0, generator=None):
+    def loss(self, x0, cond=None, progress: float = 0.0, generator=None, pose=None):
         """As Guidance.loss; with ``share_draw``, at the t and eps of the fake-score step just
         taken on these samples, with its eps_fake."""
         shared, self._shared = self._shared, None
         if shared is None:
-            return super().loss(x0, cond, progress, generator)
+            return super().loss(x0, cond, progress, generator, pose=pose)
         t, eps, e_fake = shared
-        return self.loss_at(x0, t, eps, cond, e_fake)
+        return self.loss_at(x0, t, eps, cond, e_fake, pose=pose)
 
-    def update_fake(self, x0, cond=None, progress: float = 0.0, generator=None) -> dict:
-        """k denoising-score-matching steps: min E || eps_phi(a_t x0 + s_t eps, t) - eps ||^2."""
+    def update_fake(self, x0, cond=None, progress: float = 0.0, generator=None, pose=None) -> dict:
+        """k denoising-score-matching steps: min E || eps_phi(a_t x0 + s_t eps, t) - eps ||^2;
+        ``pose`` (B, P): the samples' cameras, read by a ``fake_camera`` fake score."""
         if self.opt is None:
             return {}
         steps = self.config.fake_steps + (0 if self._warm else self.warmup)
@@ -98,7 +102,7 @@ class IKL(Guidance):
         for _ in range(steps):
             t, eps = self.draw(x0, progress, generator)
             x_t = add_noise(x0, t, eps, self.abar)
-            out = self.fake.eps(x_t, t, cond, x0)
+            out = self.fake.eps(x_t, t, cond, x0, pose=pose)
             loss = (out - eps).pow(2).mean()
             self.opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -14,5 +14,5 @@ class SDS(Guidance):
     def __init__(self, teacher, config: GuidanceConfig | None = None, dim: int = 0, n_classes=0):
         super().__init__(teacher, config or GuidanceConfig())  # no fake score: dim unused
 
-    def eps_fake(self, x_t, t, cond, x0, eps):
+    def eps_fake(self, x_t, t, cond, x0, eps, pose=None):
         return eps

@@ -4,7 +4,8 @@ It plugs into dream3d.train like particles and one-step generators: ``sample(n, 
 draws n cameras from the one camera distribution (dream3d.cameras), picks DreamFusion's
 shading for the step, renders (n, 3, size, size) images in [-1, 1] and returns the
 regularisers as the sample's ``aux_loss``. ``info["views"]`` holds each camera's view
-caption word (front / side / back / overhead) for the prompt's view-dependent conditioning.
+caption word (front / side / back / overhead) for the prompt's view-dependent conditioning,
+``info["pose"]`` its pose features (n, 5) for a camera-conditioned fake score.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from dream3d.cameras import CameraConfig, sample_cameras
+from dream3d.cameras import CameraConfig, pose_features, sample_cameras
 from dream3d.train import Sample
 from generators.nerf.field import FieldConfig, NeRFField
 from generators.nerf.occupancy import OccupancyGrid
@@ -81,4 +82,5 @@ class NeRFGenerator(nn.Module):
         reg, logs = regularisers(out, c.reg)
         self.steps += 1
         info = {"cameras": cameras, "views": cameras.views(c.cameras), "shading": shading}
+        info["pose"] = pose_features(cameras, c.cameras).to(out["rgb"].device)
         return Sample(out["rgb"] * 2 - 1, info, aux_loss=reg, aux_logs=logs)

@@ -105,9 +105,9 @@ def test_a_nan_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     real = guidance.loss
     calls = []
 
-    def loss(x0, *args):
+    def loss(x0, *args, **kwargs):
         calls.append(1)
-        value, logs = real(x0, *args)
+        value, logs = real(x0, *args, **kwargs)
         return (value * float("nan") if len(calls) > 7 else value), logs
 
     monkeypatch.setattr(guidance, "loss", loss)
