@@ -240,13 +240,17 @@ class PairRun:
 
 
 def preview(generator, size: int = 64, samples: int = 32) -> np.ndarray:
-    """The field's albedo from PREVIEW_AZIMUTHS, side by side: (size, 4 size, 3) uint8."""
+    """The field's albedo from PREVIEW_AZIMUTHS, side by side: (size, 4 size, 3) uint8; for
+    particles (a preset's ``particles``), a row per particle."""
     from dream3d.pipelines.outputs import orbit_cameras, render_views
     from dream3d.video import to_uint8
 
     cams = orbit_cameras(PREVIEW_AZIMUTHS)
-    rgb, _ = render_views(generator, cams, size, samples)
-    return np.concatenate(list(to_uint8(rgb)), axis=1)
+    rows = []
+    for nerf in getattr(generator, "nerfs", [generator]):
+        rgb, _ = render_views(nerf, cams, size, samples)
+        rows.append(np.concatenate(list(to_uint8(rgb)), axis=1))
+    return np.concatenate(rows, axis=0)
 
 
 def status_line(job: PairRun) -> str:
@@ -489,10 +493,12 @@ def _side_update(gr, pane: dict, side: Side, shown: dict, everything: bool) -> d
 
 
 def _finished(gr, pane: dict, out: Path) -> dict:
-    """A finished run's video, mesh viewer and download buttons."""
-    update = {pane["video"]: str(out / "turntable.mp4"), pane["mesh"]: str(out / "mesh.glb")}
+    """A finished run's video, mesh viewer and download buttons (of particles: particle 0's
+    mesh; the video tiles them all)."""
+    mesh = out if (out / "mesh.glb").is_file() else out / "particle-0"
+    update = {pane["video"]: str(out / "turntable.mp4"), pane["mesh"]: str(mesh / "mesh.glb")}
     for ext in ("glb", "obj", "ply"):
-        update[pane[ext]] = gr.DownloadButton(value=str(out / f"mesh.{ext}"), visible=True)
+        update[pane[ext]] = gr.DownloadButton(value=str(mesh / f"mesh.{ext}"), visible=True)
     return update
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageSequence
 
 from dream3d.cameras import CameraConfig, Cameras
 
@@ -48,6 +48,12 @@ def upscale(frames: np.ndarray, min_size: int = MIN_SIZE) -> np.ndarray:
     """Frames (N, H, W, 3) upscaled k x (nearest), k the least with k min(H, W) >= min_size."""
     k = -(-min_size // min(frames.shape[1:3]))  # ceil division
     return frames.repeat(k, 1).repeat(k, 2) if k > 1 else frames
+
+
+def read_gif(path: Path | str) -> np.ndarray:
+    """A gif's frames as (N, H, W, 3) uint8."""
+    frames = ImageSequence.Iterator(Image.open(path))
+    return np.stack([np.asarray(f.convert("RGB")) for f in frames])
 
 
 def write_video(frames: torch.Tensor | np.ndarray, path: Path | str, fps: int = 24) -> Path:

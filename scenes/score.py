@@ -124,3 +124,41 @@ def nearest_variant(masks: torch.Tensor, obj: str, views: list[str], step: float
     """The variant of ``obj`` (a SHAPES key) whose best-pose silhouette fits each mask best."""
     names = variants(obj)
     return [names[i] for i in pose_scores(masks, obj, views, step).argmax(1).tolist()]
+
+
+def distribution_scores(found_variants: list[str], found_colours: list[str], spec, teacher=None):
+    """How results (one per particle or seed) spread over the choices a prompt leaves.
+
+    ``found_*``: each result's closest variant and nearest colour; ``spec``: the PromptSpec.
+    Counts of each, their total variation distance to the truth (uniform over the prompt's
+    variants / colours) with ``*_floor``, what n draws from the truth itself give on average,
+    and the number of distinct (variant, colour) modes reached (``modes_expected``: by n
+    uniform draws). ``teacher``: {"variants": [...], "colours": [...]} of the teacher's judged
+    samples adds the distances to them. None for a prompt that leaves no choice.
+    """
+    from collections import Counter
+
+    from dream3d.metrics import expected_modes, expected_tv, label_histogram, total_variation
+
+    shapes = variants(spec.object)
+    axes = {  # found, the truth's choices, every label
+        "variant": (found_variants, shapes, shapes),
+        "colour": (found_colours, spec.colours, list(COLOURS)),
+    }
+    if len(shapes) == 1 and len(spec.colours) == 1:
+        return None
+    n, possible = len(found_colours), len(shapes) * len(spec.colours)
+    out = {"n": n, "modes": len(set(zip(found_variants, found_colours)))}
+    out |= {"modes_possible": possible, "modes_expected": round(expected_modes(n, possible), 3)}
+    for axis, (found, allowed, names) in axes.items():
+        out[f"{axis}_counts"] = dict(Counter(found).most_common())
+        if len(allowed) == 1:
+            continue
+        truth = torch.tensor([float(name in allowed) for name in names])
+        seen = label_histogram(found, names)
+        out[f"{axis}_tv"] = round(total_variation(seen, truth), 4)
+        out[f"{axis}_tv_floor"] = round(expected_tv(n, truth), 4)
+        if teacher is not None:
+            theirs = label_histogram(teacher[f"{axis}s"], names)
+            out[f"{axis}_tv_teacher"] = round(total_variation(seen, theirs), 4)
+    return out

@@ -84,6 +84,7 @@ RUN_FLAGS = {
     "batch": "train.batch",
     "fake_steps": "guidance.fake_steps",
     "t_range": "guidance.t_range",
+    "particles": "particles",
 }
 SIDE_FLAGS = ("guidance", "seed")  # set by compare and bench for each run, not by the user
 
@@ -133,6 +134,13 @@ def _nerf_options(p) -> None:
         "--steps", type=_positive_int, help=f"NeRF steps of every run (default {TRAIN.steps})"
     )
     p.add_argument("--device", choices=["cpu", "cuda"], help="default cpu")
+    p.add_argument(
+        "--particles",
+        type=_positive_int,
+        metavar="K",
+        help="K NeRFs trained together per run (default 1): IKL fits one fake score on all "
+        "their renders, SDS trains each alone; each one's outputs go to OUT/particle-<k>/",
+    )
     p.add_argument("--preset", help="cpu | cuda (scenes/presets) or a .yaml file")
     p.add_argument(
         "--cfg",
@@ -178,10 +186,31 @@ def _compare_parser(sub) -> None:
         "--set guidance.* apply to every guidance that has the setting.",
     )
     cmp.add_argument("--prompt", required=True, help='e.g. "a chair"')
-    cmp.add_argument("--seeds", type=_positive_int, default=1, help="seeds 0..N-1 (default 1)")
+    cmp.add_argument("--seeds", type=_positive_int, default=3, help="seeds 0..N-1 (default 3)")
     _nerf_options(cmp)
+    _sweep_options(cmp)
     cmp.add_argument("--out", type=Path, help="default outputs/compare-<prompt>")
     cmp.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _sweep_options(p) -> None:
+    """How the runs of compare and bench quality are spread (dream3d/pipelines/sweep.py)."""
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="run each run as a Ray task: on a Ray started here (no ADDRESS, or RAY_ADDRESS), "
+        "or on the cluster at ADDRESS (HOST:PORT, ray://HOST:PORT, auto); needs "
+        'pip install -e ".[sweep]"',
+    )
+    p.add_argument(
+        "--ray-cpus",
+        type=_positive_int,
+        metavar="N",
+        help="CPUs (and torch threads) per Ray task (default: this process's torch threads, "
+        "so the numbers equal a serial run's); a GPU each with --device cuda",
+    )
 
 
 def compare_nerf(args) -> dict:
@@ -192,10 +221,23 @@ def compare_nerf(args) -> dict:
     guidances = sides(overrides.get("guidance", {}))
     out = args.out or Path("outputs") / f"compare-{slug(args.prompt)}"
     _check_writable(out)
-    rows = compare(config, list(range(args.seeds)), out, not args.quiet, guidances)
+    sweep = {"ray": args.ray, "cpus": args.ray_cpus}
+    rows = compare(config, list(range(args.seeds)), out, not args.quiet, guidances, **sweep)
     print((out / "compare.md").read_text())
     print(f"wrote {out}", file=sys.stderr)
+    _check_failures(rows)
     return {"rows": rows}
+
+
+class RunsFailed(RuntimeError):
+    """Some runs of a sweep failed (the others' table was written)."""
+
+
+def _check_failures(rows: list[dict]) -> None:
+    failed = [r for r in rows if "error" in r]
+    if failed:
+        first = failed[0]
+        raise RunsFailed(f"{len(failed)} run(s) failed, first {first['out']}: {first['error']}")
 
 
 def _bench_parser(sub) -> None:
@@ -209,8 +251,11 @@ def _bench_parser(sub) -> None:
     for name, (_, text) in BENCHMARKS.items():
         q = bsub.add_parser(name, help=text.splitlines()[0], description=text)
         q.add_argument("--prompts", type=Path, help="one prompt per line (default: 4)")
-        q.add_argument("--seeds", type=_positive_int, default=1, help="seeds per prompt")
+        q.add_argument(
+            "--seeds", type=_positive_int, default=3, help="seeds 0..N-1 per prompt (default 3)"
+        )
         _nerf_options(q)
+        _sweep_options(q)
         q.add_argument("--out", type=Path, default=Path(f"outputs/bench-{name}"))
         q.add_argument("--quiet", action="store_true", help="no progress bars")
     speed = bsub.add_parser(
@@ -250,9 +295,11 @@ def bench(args) -> dict:
     guidances = sides(overrides.get("guidance", {}))
     _check_writable(args.out)
     run_bench, _ = BENCHMARKS[args.action]
-    rows = run_bench(config, prompts, args.seeds, args.out, not args.quiet, guidances)
+    sweep = {"ray": args.ray, "cpus": args.ray_cpus}
+    rows = run_bench(config, prompts, args.seeds, args.out, not args.quiet, guidances, **sweep)
     print((args.out / f"{args.action}.md").read_text())
     print(f"wrote {args.out}/{args.action}.md and {args.action}.csv", file=sys.stderr)
+    _check_failures(rows)
     return {"rows": rows}
 
 
@@ -402,6 +449,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except NonFiniteError as err:
         print(f"dream3d: stopped: {err}", file=sys.stderr)
+        return 1
+    except RunsFailed as err:
+        print(f"dream3d: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("dream3d: interrupted (a checkpointed run goes on with --resume)", file=sys.stderr)

@@ -1,27 +1,30 @@
 """`dream3d bench quality`: ground-truth scores of SDS and IKL NeRFs over catalogue prompts.
 
 For every prompt, seed and guidance it runs `dream3d run` into OUT/<prompt>-<guidance>-<seed>/
-(reusing a finished run found there), then writes OUT/quality.md and OUT/quality.csv: per
-prompt and guidance the means over seeds of silhouette IoU (held-out views), 3D occupancy
-IoU, mesh Chamfer distance, colour error, wall time, and the diversity across seeds (mean
-pairwise Chamfer distance between the seeds' meshes); then the mean per guidance.
+(in process, or as Ray tasks: dream3d.pipelines.sweep; a finished run found there is reused),
+then writes OUT/quality.md and OUT/quality.csv: per prompt and guidance the means over seeds
+of the ground-truth scores, the diversity (mean pairwise Chamfer distance between meshes: of
+the seeds, or of each run's particles) and wall time; then (dream3d.pipelines.stats) each
+mean with its 95 % bootstrap interval, the paired IKL - SDS difference (same prompt, same
+seed) with its interval, the same over the prompts' means, and for prompts that leave a
+choice how the results spread over it (over the seeds, or over each run's particles), against
+the truth and the teacher's own samples.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import replace
 from pathlib import Path
 
 import trimesh
-import yaml
 
-from dream3d.config import to_dict
 from dream3d.guidance import GuidanceConfig
 from dream3d.pipelines.compare import side, sides
+from dream3d.pipelines.stats import failed_lines, failures, report, teacher_choices
+from dream3d.pipelines.sweep import run_all
 from dream3d.pipelines.tables import markdown, write_csv
-from dream3d.pipelines.text_to_3d import TextTo3DConfig, slug, text_to_3d
+from dream3d.pipelines.text_to_3d import TextTo3DConfig, slug
 
 # the default prompt set: ~30 min on 2 CPU cores (estimated from the README runs' times)
 DEFAULT_PROMPTS = ("a chair", "a table", "a red sphere", "a blue cube")
@@ -33,7 +36,6 @@ SCORES = (
     "normal_consistency",
     "colour_error",
 )
-INTERVALS = ("silhouette_iou", "occupancy_iou")  # the means the tables give intervals for
 
 
 def read_prompts(path: Path | None) -> list[str]:
@@ -47,21 +49,6 @@ def read_prompts(path: Path | None) -> list[str]:
     if not prompts:
         raise ValueError(f"{path} holds no prompts")
     return prompts
-
-
-def finished(config, out: Path) -> dict | None:
-    """The metrics of a finished run in ``out`` made with the same config tree, else None."""
-    done = out / "metrics.json"
-    if done.is_file() and (out / "config.yaml").is_file():
-        saved = yaml.safe_load((out / "config.yaml").read_text())
-        if saved == yaml.safe_load(yaml.safe_dump(to_dict(config), sort_keys=False)):
-            return json.loads(done.read_text())
-    return None
-
-
-def run_once(config: TextTo3DConfig, out: Path, progress: bool) -> dict:
-    """A run's metrics: read from a finished run in ``out`` with the same config, else run."""
-    return finished(config, out) or text_to_3d(config, out, progress=progress)
 
 
 def diversity(paths: list[Path]) -> float | None:
@@ -82,56 +69,44 @@ def quality(
     out: Path,
     progress: bool = True,
     guidances: dict[str, GuidanceConfig] | None = None,
+    ray: str | None = None,
+    cpus: int | None = None,
 ) -> list[dict]:
-    """Run every prompt x guidance x seed, write quality.md/.csv into ``out``; returns the
-    rows. ``guidances``: each side's config (default ``sides()``: each guidance's defaults)."""
+    """Run every prompt x guidance x seed (``ray``, ``cpus``: see sweep.run_all), write
+    quality.md/.csv into ``out``; returns the table's rows, then {"out", "error"} for each
+    failed run (listed under the table, and left out of it). ``guidances``: each side's config
+    (default ``sides()``)."""
     guidances = guidances or sides()
-    rows, scores = [], {name: [[] for _ in range(seeds)] for name in guidances}
-    for prompt in prompts:
-        for name, guidance in guidances.items():
-            runs = []
-            for seed in range(seeds):
-                config = side(replace(base, prompt=prompt), guidance, seed)
-                folder = out / f"{slug(prompt)}-{name}-{seed}"
-                runs.append((folder, run_once(config, folder, progress)))
-                scores[name][seed].append(runs[-1][1]["truth"])
-            rows.append(summarise(prompt, name, runs))
-    write_tables(rows, out, list(guidances), seed_intervals(scores))
-    return rows
-
-
-def t_interval(values: list[float]) -> tuple[float, float | None]:
-    """Mean and the half-width of its 95 % Student-t interval (None for one value)."""
-    from scipy import stats
-
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, None
-    sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
-    return mean, float(stats.t.ppf(0.975, n - 1) * sd / n**0.5)
-
-
-def seed_intervals(scores: dict[str, list[list[dict]]]) -> dict[str, dict[str, tuple]]:
-    """Per guidance and INTERVALS score: each seed's mean over the prompts, then the mean of
-    those and its 95 % t-interval over the seeds (seeds are the independent repeats)."""
-    return {
-        name: {
-            key: t_interval([sum(r[key] for r in runs) / len(runs) for runs in per_seed])
-            for key in INTERVALS
-        }
-        for name, per_seed in scores.items()
+    jobs = {
+        (prompt, name, seed): side(replace(base, prompt=prompt), guidance, seed)
+        for prompt in prompts
+        for name, guidance in guidances.items()
+        for seed in range(seeds)
     }
+    folders = {key: out / f"{slug(key[0])}-{key[1]}-{key[2]}" for key in jobs}
+    outcomes = run_all([(jobs[k], folders[k]) for k in jobs], progress, ray, cpus)
+    runs = {k: (folders[k], o.metrics) for k, o in zip(jobs, outcomes) if o.metrics is not None}
+    teacher = {p: teacher_choices(base, p, out) for p in prompts}
+    rows = [summarise(p, g, runs, seeds) for p in prompts for g in guidances]
+    rows = [r for r in rows if r["seeds"]]
+    if not rows:
+        raise ValueError("every run failed: " + "; ".join(failed_lines(outcomes)))
+    write_tables(rows, runs, list(guidances), prompts, seeds, teacher, outcomes, out)
+    return rows + failures(outcomes)
 
 
-def summarise(prompt: str, guidance: str, runs: list[tuple[Path, dict]]) -> dict:
-    """One table row: means over the seeds' runs."""
-    row = {"prompt": prompt, "guidance": guidance, "seeds": len(runs)}
+def summarise(prompt: str, guidance: str, runs: dict, seeds: int) -> dict:
+    """One table row: the means over the seeds' finished runs."""
+    mine = [runs[(prompt, guidance, s)] for s in range(seeds) if (prompt, guidance, s) in runs]
+    row = {"prompt": prompt, "guidance": guidance, "seeds": len(mine)}
     for key in SCORES:
-        values = [m["truth"].get(key) for _, m in runs]
-        row[key] = _mean(values)
-    row["diversity"] = diversity([folder / "mesh.ply" for folder, _ in runs])
-    row["seconds"] = _mean([m["train_seconds"] for _, m in runs])
+        row[key] = _mean([m["truth"].get(key) for _, m in mine])
+    if mine and mine[0][1].get("particles", 1) > 1:  # within each run, over its particles
+        meshes = [sorted(folder.glob("particle-*/mesh.ply")) for folder, _ in mine]
+        row["diversity"] = _mean([diversity(paths) for paths in meshes])
+    else:  # over the seeds
+        row["diversity"] = diversity([folder / "mesh.ply" for folder, m in mine if "mesh" in m])
+    row["seconds"] = _mean([m["train_seconds"] for _, m in mine])
     return row
 
 
@@ -146,11 +121,10 @@ def _cell(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def write_tables(
-    rows: list[dict], out: Path, names: list[str], intervals: dict | None = None
-) -> None:
-    """quality.csv (a row per prompt and guidance) and quality.md (plus a mean per guidance,
-    and under it ``seed_intervals``' means with their 95 % intervals over seeds)."""
+def write_tables(rows, runs, names, prompts, seeds, teacher, outcomes, out: Path) -> None:
+    """quality.csv (a row per prompt and guidance), quality-intervals.csv (``stats.intervals``)
+    and quality.md: the table with a mean per guidance, the means with their intervals, the
+    paired differences, the distribution scores (``stats.choice_records``), the failed runs."""
     keys = list(rows[0])
     write_csv(rows, out / "quality.csv")
     lines = markdown(rows, _cell)
@@ -158,14 +132,9 @@ def write_tables(
         mine = [r for r in rows if r["guidance"] == g]
         means = [_cell(_mean([r[k] for r in mine])) for k in keys[3:]]
         lines.append("| **mean** | " + f"**{g}** | " + " | ".join(["", *means]) + " |")
-    if intervals:
-        lines += ["", "Mean over the prompts, 95 % t-interval over the seeds:", ""]
-        for g, scores in intervals.items():
-            parts = [
-                f"{key} {mean:.3f}" + ("" if half is None else f" ± {half:.3f}")
-                for key, (mean, half) in scores.items()
-            ]
-            lines.append(f"- {g}: " + ", ".join(parts))
+    stats, records = report(runs, names, prompts, seeds, SCORES, teacher, outcomes)
+    write_csv(records, out / "quality-intervals.csv")
+    lines += stats
     (out / "quality.md").write_text("\n".join(lines) + "\n")
 
 

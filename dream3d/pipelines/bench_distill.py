@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 
 from dream3d.config import to_dict
-from dream3d.pipelines.bench import finished
 from dream3d.pipelines.distill import (
     REFERENCE_STEPS,
     DistillConfig,
@@ -29,6 +28,7 @@ from dream3d.pipelines.distill import (
     shown_captions,
 )
 from dream3d.pipelines.image_scores import KEYS, cycled
+from dream3d.pipelines.sweep import finished
 from dream3d.pipelines.tables import markdown, write_csv
 
 # the distilled rows: (row name, overrides of the distill defaults)

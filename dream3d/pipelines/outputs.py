@@ -7,6 +7,7 @@ of the exported mesh, and its mean colour against the asked one.
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +20,7 @@ from tqdm.auto import tqdm
 
 from dream3d.cameras import CameraConfig, Cameras, sample_cameras
 from dream3d.clock import NO_CLOCK
-from dream3d.video import turntable_cameras, write_video
+from dream3d.video import read_gif, turntable_cameras, write_video
 
 _MATPLOTLIB = threading.Lock()  # its text layout is not thread-safe: the app draws as runs save
 VIEW_AZIMUTHS = (0.0, 45.0, 90.0, 135.0, 180.0, -135.0, -90.0, -45.0)  # views.png columns
@@ -192,3 +193,79 @@ def write_outputs(
         "truth": truth,
         "files": sorted(p.name for p in out.iterdir() if p.is_file()),
     }
+
+
+def write_particle_outputs(
+    particles, spec, config, history, out: Path, progress: bool = True, clock=NO_CLOCK
+) -> dict:
+    """``write_outputs`` for each particle into OUT/particle-<k>/, then OUT/views.png (every
+    particle's albedo views, a row each), OUT/turntable.mp4/.gif (their turntables tiled) and
+    the metrics: the particles' mean scores, each one's, and how they spread over the
+    prompt's choices (``scenes.score.distribution_scores``)."""
+    from scenes.score import distribution_scores
+
+    folders = [out / f"particle-{k}" for k in range(len(particles.nerfs))]
+    runs = []
+    for nerf, folder in zip(tqdm(particles.nerfs, desc="particles", disable=not progress), folders):
+        folder.mkdir(exist_ok=True)
+        runs.append(write_outputs(nerf, spec, config, history, folder, False, clock))
+        (folder / "metrics.json").write_text(json.dumps(runs[-1], indent=1))
+    particle_grid(folders, out / "views.png")
+    tiled_turntable(folders, out)
+    save_progress(history, out / "progress.png")
+    truths = [r["truth"] for r in runs]
+    found = ([t["closest_variant"] for t in truths], [t["nearest_colour"] for t in truths])
+    return {
+        **{k: v for k, v in runs[0].items() if k not in ("final_loss", "mesh", "truth", "files")},
+        "particles": len(runs),
+        "final_loss": runs[0]["final_loss"],
+        "truth": mean_truth(truths),
+        "particle_truth": truths,
+        "distribution": distribution_scores(*found, spec),
+        "files": sorted(p.name for p in out.iterdir() if p.is_file()),
+    }
+
+
+def mean_truth(truths: list[dict]) -> dict:
+    """The mean of each numeric score over particles; labels as counts ("red 3, blue 1")."""
+    from collections import Counter
+
+    mean = {}
+    for key, value in truths[0].items():
+        values = [t[key] for t in truths]
+        if isinstance(value, (int, float)):
+            mean[key] = round(sum(values) / len(values), 4)
+        elif isinstance(value, str) and key not in ("object", "asked_colour"):
+            mean[key] = ", ".join(f"{v} {n}" for v, n in Counter(values).most_common())
+        elif not isinstance(value, list):
+            mean[key] = value
+    return mean
+
+
+def particle_grid(folders: list[Path], path: Path) -> None:
+    """views.png: the albedo row of each particle's views.png, labelled, one row each."""
+    from PIL import Image, ImageDraw
+
+    rows = []
+    for k, folder in enumerate(folders):
+        views = Image.open(folder / "views.png").convert("RGB")
+        row = views.crop((0, 0, views.width, views.height // 2))
+        canvas = Image.new("RGB", (row.width + 24, row.height), "white")
+        canvas.paste(row, (24, 0))
+        ImageDraw.Draw(canvas).text((4, row.height // 2 - 6), str(k), fill="black")
+        rows.append(canvas)
+    grid = Image.new("RGB", (rows[0].width, rows[0].height * len(rows)), "white")
+    for i, row in enumerate(rows):
+        grid.paste(row, (0, i * row.height))
+    grid.save(path)
+
+
+def tiled_turntable(folders: list[Path], out: Path, cols: int = 4) -> None:
+    """turntable.mp4 and .gif: the particles' turntables in a grid, ``cols`` to a row."""
+    clips = [read_gif(folder / "turntable.gif") for folder in folders]  # each (N, H, W, 3)
+    cols = min(cols, len(clips))
+    clips += [np.full_like(clips[0], 255)] * (-len(clips) % cols)
+    rows = [np.concatenate(clips[i : i + cols], axis=2) for i in range(0, len(clips), cols)]
+    video = np.concatenate(rows, axis=1)
+    write_video(video, out / "turntable.mp4", fps=12)
+    write_video(video, out / "turntable.gif", fps=12)

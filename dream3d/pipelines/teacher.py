@@ -308,3 +308,26 @@ def train_judge(job: JudgeTrainJob) -> dict:
     judge.save(weights)
     (job.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return {"held_out": metrics["held_out"], "weights": str(weights)}
+
+
+def judged_choices(spec: PromptSpec, n: int, sampling: SamplingConfig | None = None) -> dict:
+    """The teacher's own choices for a prompt: ``n`` DDIM samples per view caption, each
+    judged for colour (the judge) and variant (the best-pose silhouette fit); what a 3D
+    result's spread is compared with (``scenes.score.distribution_scores``)."""
+    from scenes.score import foreground, nearest_variant, variants
+
+    sampling = sampling or SamplingConfig()
+    views = [v for v in VIEWS for _ in range(n)]
+    rng = torch.Generator().manual_seed(sampling.seed)
+    images = _sampler(sampling)(spec, [spec.caption(v) for v in views], rng).clamp(-1, 1)
+    _, colours = load_judge().predict(images)
+    found = [spec.object] * len(views)
+    if len(variants(spec.object)) > 1:
+        found = nearest_variant(foreground((images + 1) / 2), spec.object, views)
+    return {
+        "variants": found,
+        "colours": list(colours),
+        "samples": len(views),
+        "cfg": sampling.cfg,
+        "ddim_steps": sampling.steps,
+    }

@@ -31,6 +31,7 @@ from dream3d.train import TrainConfig, train
 from generators import GENERATORS
 from generators.nerf.export import MeshConfig
 from generators.nerf.generator import NeRFConfig
+from generators.nerf.particles import NeRFParticles
 from scenes.prompts import PromptSpec, parse_prompt
 
 PRESETS = Path(scenes.__file__).resolve().parent / "presets"
@@ -59,6 +60,9 @@ class TextTo3DConfig:
 
     prompt: str  # a catalogue prompt, e.g. "a chair" or "a red chair"
     device: Literal["cpu", "cuda"] = "cpu"
+    # NeRFs trained together (ProlificDreamer's particles): IKL fits one fake score on all
+    # their renders; SDS trains each alone. Each particle's outputs go to OUT/particle-<k>/
+    particles: int = 1
     guidance: GuidanceConfig = field(default_factory=IKLConfig, metadata=variants(GUIDANCES))
     teacher: TinySource = field(default_factory=TinySource, metadata=variants(TEACHERS))
     nerf: NeRFConfig = field(default_factory=NeRFConfig)  # size, field, render, cameras, reg
@@ -68,6 +72,8 @@ class TextTo3DConfig:
     def __post_init__(self):
         if not self.prompt or not self.prompt.strip():
             raise ValueError("the prompt is empty; try e.g. 'a red chair'")
+        if self.particles < 1:
+            raise ValueError(f"particles must be >= 1, got {self.particles}")
 
 
 def preset_path(name: str) -> Path:
@@ -125,8 +131,11 @@ def build(config: TextTo3DConfig):
     seed = config.train.seed
     torch.manual_seed(seed)
     teacher = build_teacher(config.teacher, spec, config.nerf.size, config.device, seed)
-    generator_cls, _ = GENERATORS["nerf"]
-    generator = generator_cls(config.nerf, seed, config.device)
+    if config.particles == 1:
+        generator_cls, _ = GENERATORS["nerf"]
+        generator = generator_cls(config.nerf, seed, config.device)
+    else:
+        generator = NeRFParticles(config.nerf, config.particles, seed, config.device)
     guidance = build_guidance(config.guidance, teacher)
     if hasattr(guidance, "fake"):  # a fake score built on the CPU (the oracle's UNet) moves
         guidance.fake.to(config.device)  # in place, so its optimizer keeps the same parameters
@@ -170,9 +179,10 @@ def text_to_3d(
         clock=clock,
     )
     train_seconds = history[-1]["time"] if history else 0.0
-    from dream3d.pipelines.outputs import write_outputs
+    from dream3d.pipelines.outputs import write_outputs, write_particle_outputs
 
-    metrics = write_outputs(generator, spec, config, history, out, progress, clock)
+    write = write_outputs if config.particles == 1 else write_particle_outputs
+    metrics = write(generator, spec, config, history, out, progress, clock)
     metrics["train_seconds"] = round(train_seconds, 1)
     metrics["seconds_per_step"] = round(train_seconds / config.train.steps, 4)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))

@@ -247,3 +247,27 @@ if __name__ == "__main__":  # the README's screenshot: python tests/dream3d/test
         )
     )
     page.close()
+
+
+def test_a_particle_run_previews_a_row_per_particle_and_shows_particle_0s_mesh(tmp_path):
+    import numpy as np
+
+    from dream3d.app import _finished, preview
+    from generators.nerf.particles import NeRFParticles
+
+    particles = NeRFParticles(None, 2, seed=0)
+    rows = preview(particles, size=16, samples=8)
+    assert rows.shape == (32, 64, 3)
+    assert np.array_equal(rows[:16], preview(particles.nerfs[0], size=16, samples=8))
+    assert not np.array_equal(rows[:16], rows[16:])  # particle 1 starts elsewhere
+
+    class Stub:  # gradio's DownloadButton, remembering its value
+        def __init__(self):
+            self.DownloadButton = lambda value, visible: value
+
+    pane = {k: k for k in ("video", "mesh", "glb", "obj", "ply")}
+    update = _finished(Stub(), pane, tmp_path)
+    assert update["mesh"] == str(tmp_path / "particle-0" / "mesh.glb")
+    assert update["ply"] == str(tmp_path / "particle-0" / "mesh.ply")
+    (tmp_path / "mesh.glb").touch()  # a single NeRF's run
+    assert _finished(Stub(), pane, tmp_path)["mesh"] == str(tmp_path / "mesh.glb")

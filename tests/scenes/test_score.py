@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from dream3d.cameras import sample_cameras
@@ -75,3 +76,31 @@ def test_best_pose_iou_finds_the_pose_of_true_silhouettes_and_rejects_other_obje
     sphere = best_pose_iou(foreground(images), "sphere", cams.views(), step=15.0)
     assert cube.min() > 0.85 and sphere.max() < cube.min()
     assert best_pose_iou(masks & False, "chair", views, step=15.0).max() == 0.0
+
+
+def test_distribution_scores_by_hand():
+    from scenes.prompts import parse_prompt
+    from scenes.score import distribution_scores
+
+    spec = parse_prompt("a chair")
+    teacher = {"variants": ["chair-plain"] * 4, "colours": ["red", "blue", "green", "red"]}
+    found = ["chair-plain", "chair-arms", "chair-plain"], ["red", "red", "blue"]
+    d = distribution_scores(*found, spec, teacher)
+    assert d["n"] == 3 and d["modes"] == 3 and d["modes_possible"] == 24
+    assert d["modes_expected"] == pytest.approx(24 * (1 - (23 / 24) ** 3), abs=1e-3)
+    # variants (2/3, 1/3, 0) against (1/3, 1/3, 1/3): 0.5 (1/3 + 0 + 1/3)
+    assert d["variant_tv"] == pytest.approx(1 / 3, abs=1e-4)
+    assert d["variant_tv_teacher"] == pytest.approx(1 / 3, abs=1e-4)  # (2/3, 1/3, 0) vs (1, 0, 0)
+    # colours red 2/3, blue 1/3 against 1/8 each: 0.5 (13/24 + 5/24 + 6/8) = 0.75
+    assert d["colour_tv"] == pytest.approx(0.75)
+    # against the teacher's red 1/2, blue 1/4, green 1/4: 0.5 (1/6 + 1/12 + 1/4) = 0.25
+    assert d["colour_tv_teacher"] == pytest.approx(0.25)
+    assert d["colour_counts"] == {"red": 2, "blue": 1}
+    assert d["variant_tv_floor"] == pytest.approx(8 / 27, abs=1e-4)  # E over 27 draws, by hand
+    # a sphere in any colour has one variant: colour only; a red sphere leaves no choice
+    d = distribution_scores(["sphere"] * 2, ["red", "pink"], parse_prompt("a sphere"))
+    assert "variant_tv" not in d and d["modes_possible"] == 8 and d["colour_tv"] == 0.75
+    assert distribution_scores(["sphere"], ["red"], parse_prompt("a red sphere")) is None
+    # a red chair leaves the variant only (its colour is colour_error's business)
+    d = distribution_scores(["chair-tall"], ["blue"], parse_prompt("a red chair"))
+    assert "colour_tv" not in d and d["modes_possible"] == 3

@@ -47,6 +47,8 @@ def _cli(*args):
         (["--prompt", "a red chair", "--steps", "0"], "must be a positive integer, got 0"),
         (["--prompt", "a red chair", "--out", "/proc/dream3d"], "cannot write to /proc/dream3d"),
         (["--prompt", "a red chair", "--guidance", "vsd"], "invalid choice: 'vsd'"),
+        (["--prompt", "a red chair", "--particles", "0"], "--particles: must be a positive"),
+        (["--prompt", "a red chair", "--set", "particles=0"], "particles must be >= 1, got 0"),
         (["--prompt", "a red chair", "--preset", "fastest"], "unknown preset 'fastest'"),
         (["--prompt", "a red chair", "--weights", "/no/such.safetensors"], "no tiny teacher"),
         (["--prompt", "a purple elephant"], "not in the toy world's vocabulary"),
@@ -131,7 +133,7 @@ def test_compare_runs_each_guidance_for_20_steps_and_every_output_is_written(
     preset, tmp_path, capsys
 ):
     args = ["compare", "--prompt", "a red cube", "--teacher", "oracle", "--preset", preset]
-    assert main(args + ["--out", str(tmp_path), "--quiet"]) == 0
+    assert main(args + ["--seeds", "1", "--out", str(tmp_path), "--quiet"]) == 0
     for guidance in ("sds", "ikl"):
         out = tmp_path / f"{guidance}-0"
         assert sorted(p.name for p in out.iterdir()) == FILES
@@ -149,8 +151,10 @@ def test_compare_runs_each_guidance_for_20_steps_and_every_output_is_written(
     names = {p.name for p in tmp_path.iterdir()}
     assert {"compare.png", "compare.mp4", "compare.gif", "compare.md", "compare.csv"} <= names
     table = (tmp_path / "compare.md").read_text().splitlines()
-    assert len(table) == 2 + 2 + 2  # header, rule, a row per run, a mean per guidance
-    assert table[-1].startswith("| ikl | mean |") and "| sds | 0 |" in table[2]
+    # header, rule, a row per run, a mean per guidance; then the intervals (one seed: none)
+    assert table[5].startswith("| ikl | mean |") and "| sds | 0 |" in table[2]
+    sil = json.loads((tmp_path / "ikl-0" / "metrics.json").read_text())["truth"]["silhouette_iou"]
+    assert f"| a red cube | ikl | 1 | {sil:.3f} [{sil:.3f}, {sil:.3f}] |" in "\n".join(table)
     with Image.open(tmp_path / "compare.gif") as gif:
         assert gif.n_frames == FAST["outputs"]["video_frames"] and gif.width == 2 * gif.height
     # config.yaml holds the whole tree: --config repeats the run, to the same numbers
@@ -165,15 +169,19 @@ def test_compare_runs_each_guidance_for_20_steps_and_every_output_is_written(
 
 def test_compare_gives_each_guidance_the_settings_it_has(preset, tmp_path, monkeypatch):
     from dream3d.pipelines import compare
+    from dream3d.pipelines.sweep import Outcome
 
     seen = []
-    monkeypatch.setattr(compare, "text_to_3d", lambda c, out, **k: seen.append(c) or {})
+
+    def run_all(jobs, progress, ray, cpus):
+        seen.extend(c for c, _ in jobs)
+        return [Outcome(c, out, {}, None) for c, out in jobs]
+
+    monkeypatch.setattr(compare, "run_all", run_all)
     monkeypatch.setattr(compare, "row_of", lambda metrics: {"guidance": "x"})
     for name in ("side_by_side_views", "side_by_side_video"):
         monkeypatch.setattr(compare, name, lambda *a: None)
-    monkeypatch.setattr(
-        compare, "write_table", lambda rows, out, names: (out / "compare.md").touch()
-    )
+    monkeypatch.setattr(compare, "write_table", lambda *a: (tmp_path / "compare.md").touch())
     args = ["compare", "--prompt", "a red cube", "--preset", preset, "--seeds", "2", "--quiet"]
     args += ["--out", str(tmp_path), "--cfg", "30", "--set", "guidance.fake_steps=3"]
     assert main(args) == 0
@@ -199,12 +207,17 @@ def _tiny_teacher(path):
     return str(path)
 
 
-def test_resume_after_a_crash_ends_where_the_uninterrupted_run_ends(preset, tmp_path, monkeypatch):
-    """IKL with the tiny teacher (fake = its copy): crash after the step-10 checkpoint, resume."""
-    monkeypatch.setattr(outputs, "write_outputs", lambda *a, **k: {})  # training only
+@pytest.mark.parametrize("particles", ["1", "2"])
+def test_resume_after_a_crash_ends_where_the_uninterrupted_run_ends(
+    particles, preset, tmp_path, monkeypatch
+):
+    """IKL with the tiny teacher (fake = its copy, shared by the particles): crash after the
+    step-10 checkpoint, resume."""
+    for name in ("write_outputs", "write_particle_outputs"):
+        monkeypatch.setattr(outputs, name, lambda *a, **k: {})  # training only
     weights = _tiny_teacher(tmp_path / "tiny.safetensors")
     base = ["run", "--prompt", "a blue sphere", "--guidance", "ikl", "--weights", weights]
-    base += ["--preset", preset, "--quiet"]
+    base += ["--preset", preset, "--quiet", "--particles", particles]
     assert main(base + ["--out", str(tmp_path / "whole")]) == 0
 
     import dream3d.train as train_module
@@ -228,6 +241,8 @@ def test_resume_after_a_crash_ends_where_the_uninterrupted_run_ends(preset, tmp_
         assert torch.equal(value, split["generator"][name]), name
     for name, value in whole["guidance"]["fake"].items():
         assert torch.equal(value, split["guidance"]["fake"][name]), name
+    tables = [k for k in whole["generator"] if k.endswith("encoding.table")]
+    assert len(tables) == int(particles)  # every particle's field is in the checkpoint
 
 
 def test_a_mapped_prompt_says_what_it_was_read_as_before_anything_runs():
@@ -235,3 +250,30 @@ def test_a_mapped_prompt_says_what_it_was_read_as_before_anything_runs():
     lines = result.stderr.strip().splitlines()
     assert lines[0] == "dream3d: 'a red armchair' read as 'a red chair'", result.stderr
     assert result.returncode == 2 and "cannot write to /proc/dream3d" in lines[1]
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["bench", "quality", "--ray", "127.0.0.1:1"], "cannot reach a Ray cluster at 127.0.0.1:1"),
+        (["compare", "--prompt", "a red cube", "--ray", "127.0.0.1:1"], "cannot reach a Ray"),
+        (["compare", "--prompt", "a red cube", "--ray", "nowhere"], "expected HOST:PORT"),
+        (["compare", "--prompt", "a red cube", "--particles", "0"], "--particles: must be a"),
+        (["bench", "quality", "--particles", "-1"], "--particles: must be a positive integer"),
+    ],
+)
+def test_bad_sweep_input_is_one_line_and_exit_2(args, words, tmp_path, capsys):
+    try:
+        code = main(args + ["--out", str(tmp_path), "--quiet"])
+    except SystemExit as stop:  # argparse's own errors
+        code = stop.code
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and words in lines[0], lines
+    assert not any(tmp_path.glob("*/metrics.json"))  # nothing ran
+
+
+def test_ray_missing_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails
+    assert main(["compare", "--prompt", "a red cube", "--ray", "--out", str(tmp_path)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and 'the sweep needs Ray: pip install -e ".[sweep]"' in lines[0]
