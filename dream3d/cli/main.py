@@ -101,7 +101,9 @@ def _run_parser(sub) -> None:
     run.add_argument("--prompt", help='e.g. "a chair" or "a red chair" (or from --config)')
     run.add_argument("--guidance", choices=list(GUIDANCES), help="default ikl")
     run.add_argument("--seed", type=int, help=f"random seed (default {TRAIN.seed})")
-    run.add_argument("--out", type=Path, help="default outputs/<prompt>-<guidance>-<seed>")
+    run.add_argument(
+        "--out", type=Path, help="default outputs/<prompt>-<guidance>-<seed>[-<K>particles]"
+    )
     run.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt")
     run.add_argument(
         "--config",
@@ -189,7 +191,7 @@ def _compare_parser(sub) -> None:
     cmp.add_argument("--seeds", type=_positive_int, default=3, help="seeds 0..N-1 (default 3)")
     _nerf_options(cmp)
     _sweep_options(cmp)
-    cmp.add_argument("--out", type=Path, help="default outputs/compare-<prompt>")
+    cmp.add_argument("--out", type=Path, help="default outputs/compare-<prompt>[-<K>particles]")
     cmp.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -219,7 +221,8 @@ def compare_nerf(args) -> dict:
 
     config, overrides = _resolve(args, args.prompt, skip=SIDE_FLAGS)
     guidances = sides(overrides.get("guidance", {}))
-    out = args.out or Path("outputs") / f"compare-{slug(args.prompt)}"
+    more = f"-{config.particles}particles" if config.particles > 1 else ""
+    out = args.out or Path("outputs") / f"compare-{slug(args.prompt)}{more}"
     _check_writable(out)
     sweep = {"ray": args.ray, "cpus": args.ray_cpus}
     rows = compare(config, list(range(args.seeds)), out, not args.quiet, guidances, **sweep)

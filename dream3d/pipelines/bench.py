@@ -1,14 +1,14 @@
 """`dream3d bench quality`: ground-truth scores of SDS and IKL NeRFs over catalogue prompts.
 
 For every prompt, seed and guidance it runs `dream3d run` into OUT/<prompt>-<guidance>-<seed>/
-(in process, or as Ray tasks: dream3d.pipelines.sweep; a finished run found there is reused),
-then writes OUT/quality.md and OUT/quality.csv: per prompt and guidance the means over seeds
-of the ground-truth scores, the diversity (mean pairwise Chamfer distance between meshes: of
-the seeds, or of each run's particles) and wall time; then (dream3d.pipelines.stats) each
-mean with its 95 % bootstrap interval, the paired IKL - SDS difference (same prompt, same
-seed) with its interval, the same over the prompts' means, and for prompts that leave a
-choice how the results spread over it (over the seeds, or over each run's particles), against
-the truth and the teacher's own samples.
+(...-<K>particles/ with particles; in process, or as Ray tasks: dream3d.pipelines.sweep; a
+finished run found there is reused), then writes OUT/quality.md and OUT/quality.csv: per
+prompt and guidance the means over seeds of the ground-truth scores, the diversity (mean
+pairwise Chamfer distance between meshes: of the seeds, or of each run's particles) and wall
+time; then (dream3d.pipelines.stats) each mean with its 95 % bootstrap interval, the paired
+IKL - SDS difference (same prompt, same seed) with its interval, the same over the prompts'
+means, and for prompts that leave a choice how the results spread over it (over the seeds,
+or over each run's particles), against the truth and the teacher's own samples.
 """
 
 from __future__ import annotations
@@ -83,7 +83,8 @@ def quality(
         for name, guidance in guidances.items()
         for seed in range(seeds)
     }
-    folders = {key: out / f"{slug(key[0])}-{key[1]}-{key[2]}" for key in jobs}
+    more = f"-{base.particles}particles" if base.particles > 1 else ""  # not a single NeRF's
+    folders = {key: out / f"{slug(key[0])}-{key[1]}-{key[2]}{more}" for key in jobs}
     outcomes = run_all([(jobs[k], folders[k]) for k in jobs], progress, ray, cpus)
     runs = {k: (folders[k], o.metrics) for k, o in zip(jobs, outcomes) if o.metrics is not None}
     teacher = {p: teacher_choices(base, p, out) for p in prompts}

@@ -120,8 +120,11 @@ def slug(prompt: str) -> str:
 
 
 def default_out(config: TextTo3DConfig) -> Path:
-    """outputs/<prompt-slug>-<guidance>-<seed>."""
-    return Path("outputs") / f"{slug(config.prompt)}-{config.guidance.name}-{config.train.seed}"
+    """outputs/<prompt-slug>-<guidance>-<seed>, with -<K>particles for K > 1 particles."""
+    name = f"{slug(config.prompt)}-{config.guidance.name}-{config.train.seed}"
+    if config.particles > 1:
+        name += f"-{config.particles}particles"
+    return Path("outputs") / name
 
 
 def build(config: TextTo3DConfig):

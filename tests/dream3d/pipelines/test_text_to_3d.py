@@ -138,3 +138,15 @@ def test_the_readme_python_snippet_trains_a_chair_by_ikl(tmp_path, monkeypatch):
     assert metrics["truth"]["object"] == "chair"
     saved = yaml.safe_load((tmp_path / "outputs/a-chair-ikl/config.yaml").read_text())
     assert saved["prompt"] == "a chair" and saved["train"]["steps"] == 3
+
+
+def test_a_particle_run_has_a_folder_of_its_own_by_default():
+    from pathlib import Path
+
+    from dream3d.pipelines.text_to_3d import default_out
+
+    one = resolve("a red chair", overrides={"train": {"seed": 2}, "guidance": {"name": "sds"}})
+    assert default_out(one) == Path("outputs/a-red-chair-sds-2")
+    eight = resolve("a red chair", overrides={"particles": 8, "train": {"seed": 2}})
+    assert default_out(eight) == Path("outputs/a-red-chair-ikl-2-8particles")
+    assert eight.particles == 8 and one.particles == 1
