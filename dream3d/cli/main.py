@@ -217,12 +217,11 @@ def _sweep_options(p) -> None:
 
 def compare_nerf(args) -> dict:
     from dream3d.pipelines.compare import compare, sides
-    from dream3d.pipelines.text_to_3d import slug
+    from dream3d.pipelines.text_to_3d import particles_suffix, slug
 
     config, overrides = _resolve(args, args.prompt, skip=SIDE_FLAGS)
     guidances = sides(overrides.get("guidance", {}))
-    more = f"-{config.particles}particles" if config.particles > 1 else ""
-    out = args.out or Path("outputs") / f"compare-{slug(args.prompt)}{more}"
+    out = args.out or Path("outputs") / f"compare-{slug(args.prompt)}{particles_suffix(config)}"
     _check_writable(out)
     sweep = {"ray": args.ray, "cpus": args.ray_cpus}
     rows = compare(config, list(range(args.seeds)), out, not args.quiet, guidances, **sweep)

@@ -21,10 +21,10 @@ import trimesh
 
 from dream3d.guidance import GuidanceConfig
 from dream3d.pipelines.compare import side, sides
-from dream3d.pipelines.stats import failed_lines, failures, report, teacher_choices
+from dream3d.pipelines.stats import failed_lines, failures, report, spread_choices
 from dream3d.pipelines.sweep import run_all
 from dream3d.pipelines.tables import markdown, write_csv
-from dream3d.pipelines.text_to_3d import TextTo3DConfig, slug
+from dream3d.pipelines.text_to_3d import TextTo3DConfig, particles_suffix, slug
 
 # the default prompt set: ~30 min on 2 CPU cores (estimated from the README runs' times)
 DEFAULT_PROMPTS = ("a chair", "a table", "a red sphere", "a blue cube")
@@ -83,15 +83,15 @@ def quality(
         for name, guidance in guidances.items()
         for seed in range(seeds)
     }
-    more = f"-{base.particles}particles" if base.particles > 1 else ""  # not a single NeRF's
+    more = particles_suffix(base)
     folders = {key: out / f"{slug(key[0])}-{key[1]}-{key[2]}{more}" for key in jobs}
     outcomes = run_all([(jobs[k], folders[k]) for k in jobs], progress, ray, cpus)
     runs = {k: (folders[k], o.metrics) for k, o in zip(jobs, outcomes) if o.metrics is not None}
-    teacher = {p: teacher_choices(base, p, out) for p in prompts}
     rows = [summarise(p, g, runs, seeds) for p in prompts for g in guidances]
     rows = [r for r in rows if r["seeds"]]
     if not rows:
         raise ValueError("every run failed: " + "; ".join(failed_lines(outcomes)))
+    teacher = spread_choices(base, prompts, seeds, out)
     write_tables(rows, runs, list(guidances), prompts, seeds, teacher, outcomes, out)
     return rows + failures(outcomes)
 

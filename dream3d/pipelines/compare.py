@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from dream3d.guidance import GUIDANCES, GuidanceConfig, guidance_config
-from dream3d.pipelines.stats import failed_lines, failures, report, teacher_choices
+from dream3d.pipelines.stats import failed_lines, failures, report, spread_choices
 from dream3d.pipelines.sweep import run_all
 from dream3d.pipelines.tables import markdown, write_csv
 from dream3d.pipelines.text_to_3d import TextTo3DConfig, text_to_3d
@@ -136,9 +136,7 @@ def write_table(rows, metrics: dict, config, out: Path, names, seeds, outcomes) 
         lines.append("| " + " | ".join(cells) + " |")
     prompt, n = config.prompt, max(seeds) + 1
     runs = {(prompt, g, s): (out / f"{g}-{s}", m) for (g, s), m in metrics.items()}
-    teacher = None
-    if len(seeds) > 1 or config.particles > 1:  # a spread needs more than one result a side
-        teacher = {prompt: teacher_choices(config, prompt, out)}
+    teacher = spread_choices(config, [prompt], len(seeds), out)
     lines += report(runs, names, [prompt], n, SCORED, teacher, outcomes)[0]
     (out / "compare.md").write_text("\n".join(lines) + "\n")
 

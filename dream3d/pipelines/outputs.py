@@ -202,6 +202,7 @@ def write_particle_outputs(
     particle's albedo views, a row each), OUT/turntable.mp4/.gif (their turntables tiled) and
     the metrics: the particles' mean scores, each one's, and how they spread over the
     prompt's choices (``scenes.score.distribution_scores``)."""
+    from dream3d.pipelines.stats import choices_of
     from scenes.score import distribution_scores
 
     folders = [out / f"particle-{k}" for k in range(len(particles.nerfs))]
@@ -214,14 +215,13 @@ def write_particle_outputs(
     tiled_turntable(folders, out)
     save_progress(history, out / "progress.png")
     truths = [r["truth"] for r in runs]
-    found = ([t["closest_variant"] for t in truths], [t["nearest_colour"] for t in truths])
     return {
         **{k: v for k, v in runs[0].items() if k not in ("final_loss", "mesh", "truth", "files")},
         "particles": len(runs),
         "final_loss": runs[0]["final_loss"],
         "truth": mean_truth(truths),
         "particle_truth": truths,
-        "distribution": distribution_scores(*found, spec),
+        "distribution": distribution_scores(*choices_of({"particle_truth": truths}), spec),
         "files": sorted(p.name for p in out.iterdir() if p.is_file()),
     }
 

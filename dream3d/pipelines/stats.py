@@ -113,6 +113,14 @@ def teacher_choices(base, prompt: str, out: Path) -> dict | None:
     return choices
 
 
+def spread_choices(base, prompts: list[str], seeds: int, out: Path) -> dict | None:
+    """prompt -> ``teacher_choices`` when each side has more than one result to spread (seeds
+    or particles), else None: no distribution scores (and no teacher sampling) for one."""
+    if seeds < 2 and base.particles < 2:
+        return None
+    return {p: teacher_choices(base, p, out) for p in prompts}
+
+
 def choices_of(metrics: dict) -> tuple[list[str], list[str]]:
     """A run's results' (closest variants, nearest colours): its particles', or its own."""
     truths = metrics.get("particle_truth") or [metrics["truth"]]
@@ -138,14 +146,17 @@ def choice_records(runs: dict, names, prompts, seeds: int, teacher: dict) -> lis
                 continue
             first = next(iter(mine.values()))
             if first.get("particles", 1) > 1:
-                per_seed[g] = {s: distribution_scores(*choices_of(m), spec, theirs)
-                               for s, m in mine.items()}  # fmt: skip
-                each, over = list(per_seed[g].values()), f"{first['particles']} particles, per seed"
+                scored = {s: distribution_scores(*choices_of(m), spec, theirs)
+                          for s, m in mine.items()}  # fmt: skip
+                each, over = list(scored.values()), f"{first['particles']} particles, per seed"
             else:
                 pooled = [sum(lists, []) for lists in zip(*(choices_of(m) for m in mine.values()))]
-                each, over = [distribution_scores(*pooled, spec, theirs)], "the seeds"
-            if each[0] is not None:
+                each, scored = [distribution_scores(*pooled, spec, theirs)], None
+                over = "the seeds"
+            if each[0] is not None:  # the prompt leaves a choice
                 records.append(_choice_record(prompt, g, over, each))
+                if scored is not None:
+                    per_seed[g] = scored
         records += _paired_choices(prompt, names, per_seed)
         if theirs is not None:
             own = distribution_scores(theirs["variants"], theirs["colours"], spec)
@@ -160,7 +171,7 @@ def _paired_choices(prompt: str, names, per_seed: dict) -> list[dict]:
     records, base = [], per_seed.get(names[0])
     for g in names[1:]:
         seeds = sorted(set(per_seed.get(g, {})) & set(base or {}))
-        if not seeds or base[seeds[0]] is None:
+        if not seeds:
             continue
         ours, theirs = [per_seed[g][s] for s in seeds], [base[s] for s in seeds]
         keys = [k for k in CHOICE_KEYS if k in ours[0]]

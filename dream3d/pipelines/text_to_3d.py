@@ -119,12 +119,16 @@ def slug(prompt: str) -> str:
     return "-".join("".join(c if c.isalnum() else " " for c in prompt.lower()).split())
 
 
+def particles_suffix(config: TextTo3DConfig) -> str:
+    """ "-<K>particles" for K > 1 particles, else "": folders of particle runs never replace a
+    single NeRF's."""
+    return f"-{config.particles}particles" if config.particles > 1 else ""
+
+
 def default_out(config: TextTo3DConfig) -> Path:
-    """outputs/<prompt-slug>-<guidance>-<seed>, with -<K>particles for K > 1 particles."""
+    """outputs/<prompt-slug>-<guidance>-<seed>, with ``particles_suffix``."""
     name = f"{slug(config.prompt)}-{config.guidance.name}-{config.train.seed}"
-    if config.particles > 1:
-        name += f"-{config.particles}particles"
-    return Path("outputs") / name
+    return Path("outputs") / (name + particles_suffix(config))
 
 
 def build(config: TextTo3DConfig):

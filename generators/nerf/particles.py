@@ -44,9 +44,8 @@ class NeRFParticles(nn.Module):
             "particle": [i for i, p in enumerate(parts) for _ in p.info["views"]],
             "shading": [p.info["shading"] for p in parts],
             "cameras": [p.info["cameras"] for p in parts],
+            "pose": torch.cat([p.info["pose"] for p in parts]),
         }
-        if "pose" in parts[0].info:
-            info["pose"] = torch.cat([p.info["pose"] for p in parts])
         logs = _mean_logs([p.aux_logs for p in parts])
         return Sample(
             torch.cat([p.x for p in parts]),
