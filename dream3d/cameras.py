@@ -40,6 +40,12 @@ class Cameras:
     def __len__(self) -> int:
         return len(self.azimuth)
 
+    def to(self, device) -> Cameras:
+        """The same cameras with their tensors on ``device`` (a copy that does not wait for the
+        device's queued work), so rays are made where they are rendered."""
+        move = [x.to(device, non_blocking=True) for x in (self.azimuth, self.elevation, self.radius)]
+        return Cameras(*move, self.fov)
+
     @property
     def origins(self) -> torch.Tensor:
         """(B, 3) camera centres."""
@@ -54,11 +60,11 @@ class Cameras:
         """
         o = self.origins
         forward = torch.nn.functional.normalize(-o, dim=-1)
-        z = torch.tensor([0.0, 0.0, 1.0]).expand_as(forward)
+        z = torch.tensor([0.0, 0.0, 1.0], device=o.device).expand_as(forward)
         right = torch.nn.functional.normalize(torch.cross(forward, z, dim=-1), dim=-1)
         up = torch.cross(right, forward, dim=-1)
         half = math.tan(math.radians(self.fov) / 2)
-        u = (torch.arange(size) + 0.5) / size * 2 - 1  # (size,) left to right
+        u = (torch.arange(size, device=o.device) + 0.5) / size * 2 - 1  # (size,) left to right
         ii, jj = torch.meshgrid(-u * half, u * half, indexing="ij")  # rows top-down, cols
         d = (
             forward[:, None, None]

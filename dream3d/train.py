@@ -131,24 +131,54 @@ def train(
     bar = tqdm(
         total=config.steps, initial=state.step, desc=desc, disable=not config.progress, leave=False
     )
+    finite = _Finite()
     with DeferredInterrupt() as stop:
         while state.step < config.steps:
             logs = _step(generator, guidance, config, opt, sched, cond_fn, state, clock)
+            finite.add(state.step, logs["loss"])
             logs["time"] = state.elapsed = time.perf_counter() - start
             step, state.step = state.step, state.step + 1
             bar.update(1)
             if step % config.log_every == 0 or state.step == config.steps:
+                finite.check()
+                logs = {k: float(v) if torch.is_tensor(v) else v for k, v in logs.items()}
                 state.history.append(on_log(step, logs) if on_log else logs)
                 bar.set_postfix(loss=f"{logs['loss']:.3g}", grad=f"{logs['grad_norm']:.3g}")
             if stop.requested:
                 bar.close()
+                finite.check()
                 save()
                 raise KeyboardInterrupt
             if config.save_every and state.step % config.save_every == 0:
+                finite.check()
                 save()
     bar.close()
+    finite.check()
     save()
     return state.history
+
+
+class _Finite:
+    """Watches the generator loss without reading it every step (a read waits for a GPU):
+    ``add`` keeps the first step whose loss is not finite, on the loss's device; ``check``,
+    at log steps and before every checkpoint, raises NonFiniteError naming that step, so the
+    last checkpoint is the last good one."""
+
+    def __init__(self):
+        self.first = None  # 0-dim: the first bad step so far, or -1
+
+    def add(self, step: int, loss: torch.Tensor) -> None:
+        if self.first is None:
+            self.first = torch.full((), -1, dtype=torch.long, device=loss.device)
+        new = (self.first < 0) & ~torch.isfinite(loss)
+        self.first = torch.where(new, step, self.first)
+
+    def check(self) -> None:
+        if self.first is not None and int(self.first) >= 0:
+            raise NonFiniteError(
+                f"non-finite generator loss at step {int(self.first)}; lower the lr or clip "
+                "(the last checkpoint, if any, is kept)"
+            )
 
 
 def _step(generator, guidance, config, opt, sched, cond_fn, state: _State, clock) -> dict:
@@ -171,11 +201,6 @@ def _step(generator, guidance, config, opt, sched, cond_fn, state: _State, clock
         logs = guidance.update_fake(x.detach(), cond, progress, state.rng, pose=pose)
     with clock("teacher"):
         loss, g_logs = guidance.loss(x, cond, progress, state.rng, pose=pose)
-    if not math.isfinite(loss.item()):
-        raise NonFiniteError(
-            f"non-finite generator loss at step {step}; lower the lr or clip "
-            "(the last checkpoint, if any, is kept)"
-        )
     if sample.members != 1:
         loss = loss * sample.members
     if sample.aux_loss is not None:
@@ -186,5 +211,5 @@ def _step(generator, guidance, config, opt, sched, cond_fn, state: _State, clock
     with clock("optimizer"):
         opt.step()
         sched.step()
-    logs.update(g_logs, **sample.aux_logs, step=step, loss=loss.item())
+    logs.update(g_logs, **sample.aux_logs, step=step, loss=loss.detach())
     return logs

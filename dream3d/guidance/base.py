@@ -65,7 +65,8 @@ def eps_cfg(teacher: Teacher, x_t, t, cond, uncond, scale: float) -> torch.Tenso
 
 
 class Guidance:
-    """Base of SDS and IKL: ``loss(x0, cond, progress, generator) -> (loss, logs)``."""
+    """Base of SDS and IKL: ``loss(x0, cond, progress, generator) -> (loss, logs)``; logs
+    are 0-dim tensors (``float`` them to read)."""
 
     def __init__(self, teacher: Teacher, config: GuidanceConfig):
         self.teacher = teacher
@@ -84,8 +85,10 @@ class Guidance:
     def draw(self, x0: torch.Tensor, progress: float, generator: torch.Generator | None):
         """Timesteps (B,) in the range in force at ``progress`` and noise like x0."""
         t = sample_t(x0.shape[0], len(self.abar), self.config.bounds(progress), generator)
-        eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
-        return t.to(x0.device), eps
+        eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+        # drawn on the CPU (one generator on every device: the same seed, the same run); the
+        # copies do not wait for the GPU's queued work
+        return t.to(x0.device, non_blocking=True), eps.to(x0.device, non_blocking=True)
 
     def to_teacher(self, x0: torch.Tensor) -> torch.Tensor:
         """Samples in the teacher's space: a latent teacher's ``encode_images`` (differentiable),
@@ -112,13 +115,14 @@ class Guidance:
         return self._guard(g)
 
     def _guard(self, g: torch.Tensor):
+        """g with non-finite entries zeroed (nan_guard) and clipped; logs as 0-dim tensors,
+        read by the training loop only at its log steps (no per-step wait for a GPU)."""
         bad = ~torch.isfinite(g)
-        n_bad = int(bad.sum())
-        if self.config.nan_guard and n_bad:
+        if self.config.nan_guard:
             g = g.masked_fill(bad, 0.0)
         if self.config.grad_clip is not None:
             g = g.clamp(-self.config.grad_clip, self.config.grad_clip)
-        return g, {"grad_norm": float(g.flatten(1).norm(dim=1).mean()), "nonfinite": n_bad}
+        return g, {"grad_norm": g.flatten(1).norm(dim=1).mean(), "nonfinite": bad.sum()}
 
     def loss(self, x0, cond=None, progress: float = 0.0, generator=None, pose=None):
         """Draw t and eps, compute g and return the injected loss with its logs."""
@@ -127,7 +131,7 @@ class Guidance:
     def loss_at(self, x0, t, eps, cond=None, e_fake=None, pose=None):
         """The injected loss of g at these t and eps (``e_fake``, ``pose``: see grad), with logs."""
         g, logs = self.grad(x0.detach(), t, eps, cond, e_fake, pose=pose)
-        logs["t"] = float(t.float().mean())
+        logs["t"] = t.float().mean()
         return inject(x0, g), logs
 
     def update_fake(self, x0, cond=None, progress: float = 0.0, generator=None, pose=None) -> dict:

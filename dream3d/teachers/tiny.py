@@ -133,16 +133,19 @@ class TinyTeacher(nn.Module):
         self.add_captions(prompts)
         zero = torch.zeros(self.config.cross_attention_dim)
         rows = [self.embeddings[p] if p else zero for p in prompts]
-        return torch.stack(rows)[:, None].to(self.device)
+        return torch.stack(rows)[:, None].to(self.device, non_blocking=True)
 
     def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None):
-        """The UNet's output (B, 3, H, W): v or eps as ``config.prediction``; cond None: ``""``."""
+        """The UNet's output (B, 3, H, W), float32: v or eps as ``config.prediction``; cond
+        None: ``""``. On CUDA the UNet runs under bf16 autocast (weights stay float32)."""
         if cond is None:
             cond = self.encode_prompt([""]).expand(x_t.shape[0], -1, -1)
         cond = cond.to(x_t.device, x_t.dtype)
         extra = {"class_labels": cond[:, 0]} if self.config.text_in_time else {}
         t = t.to(x_t.device).expand(x_t.shape[0])
-        return self.unet(x_t, t, encoder_hidden_states=cond, **extra).sample
+        with torch.autocast("cuda", torch.bfloat16, enabled=x_t.is_cuda):
+            out = self.unet(x_t, t, encoder_hidden_states=cond, **extra).sample
+        return out.float()
 
     def eps(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None):
         """eps prediction (B, 3, H, W) for x_t in the [-1, 1] image scale; cond None: ``""``."""

@@ -24,9 +24,12 @@ from generators.nerf.render import (
     RegulariserConfig,
     RenderConfig,
     march_step,
+    occupancy_grid,
+    packed_rendering,
     pick_shading,
     regularisers,
     render_image,
+    update_occupancy_grid,
 )
 
 
@@ -48,39 +51,56 @@ class NeRFConfig:
 
 
 class NeRFGenerator(nn.Module):
-    """Renders of a ``NeRFField``; counts its own steps (a buffer, so checkpoints keep it).
+    """Renders of a ``NeRFField``; counts its own steps (a buffer, so checkpoints keep it; made
+    on the CPU whatever the device, so reading it never waits for a GPU).
 
-    With ``render.grid.skip`` it keeps an ``OccupancyGrid`` of the field, refreshed every
-    ``render.grid.every`` steps, and renders through it (``occupancy``; None without skipping).
+    With ``render.grid.skip`` it keeps an occupancy grid of the field and renders through it:
+    on CUDA with nerfacc, nerfacc's ``OccGridEstimator`` (``estimator``) with packed rendering,
+    updated as nerfacc recommends (every ``grid.every`` steps; all cells during the first
+    ``grid.warmup`` steps, then a quarter of them at random and a quarter of the occupied);
+    elsewhere the PyTorch ``OccupancyGrid`` (``occupancy``), refreshed every ``grid.every``
+    steps. Without skipping both are None.
     """
 
     def __init__(self, config: NeRFConfig | None = None, seed: int = 0, device="cpu"):
         super().__init__()
         self.config = config or NeRFConfig()
         self.field = NeRFField(self.config.field, seed, device)
-        self.register_buffer("steps", torch.zeros((), dtype=torch.long, device=device))
-        grid, radius = self.config.render.grid, self.config.render.radius
-        self.occupancy = OccupancyGrid(grid.resolution, radius, device) if grid.skip else None
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+        render = self.config.render
+        grid, packed = render.grid, packed_rendering(render, device)
+        self.estimator = occupancy_grid(render, device) if grid.skip and packed else None
+        skip = grid.skip and not packed
+        self.occupancy = OccupancyGrid(grid.resolution, render.radius, device) if skip else None
+
+    def grids(self) -> dict:
+        """The grid keywords of ``render_image`` for this generator's renders."""
+        return {"occupancy": self.occupancy, "estimator": self.estimator}
 
     def refresh_occupancy(self, generator: torch.Generator | None = None) -> None:
-        """Update the occupancy grid from the field now (a no-op without skipping)."""
+        """Update the occupancy grid from the field now, every cell (a no-op without skipping)."""
+        render = self.config.render
+        if self.estimator is not None:
+            update_occupancy_grid(self.estimator, self.field.density, 0, render, every=1)
         if self.occupancy is not None:
-            grid = self.config.render.grid
-            step = march_step(self.config.render)
+            grid, step = render.grid, march_step(render)
             self.occupancy.refresh(self.field.density, step, grid.threshold, grid.decay, generator)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Sample:
         """n renders (n, 3, size, size) in [-1, 1] with their cameras, views and shading."""
-        c = self.config
-        if int(self.steps) % c.render.grid.every == 0:
+        c, step = self.config, int(self.steps)
+        if self.estimator is not None:  # nerfacc's schedule: every n steps, warm-up first
+            update_occupancy_grid(self.estimator, self.field.density, step, c.render)
+        elif step % c.render.grid.every == 0:
             self.refresh_occupancy(generator)
         cameras = sample_cameras(n, generator, c.cameras)
-        shading = pick_shading(int(self.steps), c.render.shading, generator)
+        shading = pick_shading(step, c.render.shading, generator)
         out = render_image(
-            self.field, cameras, c.size, c.render, shading, generator, occupancy=self.occupancy
+            self.field, cameras, c.size, c.render, shading, generator, **self.grids()
         )
         reg, logs = regularisers(out, c.reg)
         self.steps += 1
         info = {"cameras": cameras, "views": cameras.views(c.cameras), "shading": shading}
-        info["pose"] = pose_features(cameras, c.cameras).to(out["rgb"].device)
+        device = out["rgb"].device
+        info["pose"] = pose_features(cameras, c.cameras).to(device, non_blocking=True)
         return Sample(out["rgb"] * 2 - 1, info, aux_loss=reg, aux_logs=logs)

@@ -57,6 +57,9 @@ class OccGridConfig:
     skip: bool = True  # render only samples in occupied cells, up to early_stop_eps
     resolution: int = 32  # cells per axis over [-radius, radius]^3
     every: int = 16  # update the grid every n training steps
+    # nerfacc's grid (CUDA): every cell at each update during the first warmup steps, then a
+    # quarter of the cells at random and a quarter of the occupied ones (nerfacc's default 256)
+    warmup: int = 256
     threshold: float = 0.01  # cells with occupancy (density x step) below this are skipped
     decay: float = 0.95  # occupancy <- max(decay x occupancy, fresh) at each update (Instant-NGP)
     alpha_threshold: float = 0.0  # drop marched samples with alpha below this
@@ -65,6 +68,8 @@ class OccGridConfig:
     def __post_init__(self):
         if self.resolution < 1 or self.every < 1:
             raise ValueError("grid resolution and every must be >= 1")
+        if self.warmup < 0:
+            raise ValueError(f"grid warmup must be >= 0, got {self.warmup}")
         if not 0 <= self.decay <= 1:
             raise ValueError(f"grid decay must be in [0, 1], got {self.decay}")
 
@@ -97,6 +102,13 @@ def _nerfacc():
     except ImportError:
         return None
     return nerfacc
+
+
+def packed_rendering(config: RenderConfig, device) -> bool:
+    """Whether renders on ``device`` go through nerfacc's occupancy grid and packed ops: on
+    CUDA, with nerfacc importable and the backend not torch (nerfacc's packed ops are CUDA-only)."""
+    cuda = torch.device(device).type == "cuda"
+    return cuda and config.backend != "torch" and _nerfacc() is not None
 
 
 def resolve_backend(backend: Backend) -> Literal["torch", "nerfacc"]:
@@ -168,7 +180,8 @@ def stratified_samples(
     edges = torch.linspace(0, 1, samples + 1, device=near.device)  # (S + 1,)
     if jitter:
         device = generator.device if generator is not None else near.device
-        u = torch.rand(r, samples, generator=generator, device=device).to(near.device)
+        u = torch.rand(r, samples, generator=generator, device=device)
+        u = u.to(near.device, non_blocking=True)
     else:
         u = torch.full((r, samples), 0.5, device=near.device)
     span = (far - near)[:, None]  # (R, 1)
@@ -480,7 +493,7 @@ def render_image(
     empty space with an ``occupancy`` grid if given.
     """
     device = next(field.parameters()).device
-    origins, dirs = (x.reshape(-1, 3).to(device) for x in cameras.rays(size))  # (B H W, 3)
+    origins, dirs = (x.reshape(-1, 3) for x in cameras.to(device).rays(size))  # (B H W, 3)
     background = ray_background(background, size)
     if background is None or background.dim() == 1:
         backgrounds = itertools.repeat(background)
@@ -516,16 +529,24 @@ def occupancy_grid(config: RenderConfig = RenderConfig(), device="cuda"):
 
 
 def update_occupancy_grid(
-    estimator, density_fn: Callable, step: int, config: RenderConfig = RenderConfig()
+    estimator,
+    density_fn: Callable,
+    step: int,
+    config: RenderConfig = RenderConfig(),
+    every: int | None = None,
 ) -> None:
-    """Every ``grid.every`` steps, EMA-update cell occupancies with density x step size."""
-    step_size = march_step(config)
+    """At steps that are multiples of ``every`` (default ``grid.every``), EMA-update cell
+    occupancies with density x step size (decay ``grid.decay``): every cell before step
+    ``grid.warmup``, then a quarter at random and a quarter of the occupied (nerfacc's)."""
+    step_size, grid = march_step(config), config.grid
     estimator.train()
     estimator.update_every_n_steps(
         step,
         occ_eval_fn=lambda x: density_fn(x) * step_size,
-        occ_thre=config.grid.threshold,
-        n=config.grid.every,
+        occ_thre=grid.threshold,
+        ema_decay=grid.decay,
+        warmup_steps=grid.warmup,
+        n=every or grid.every,
     )
 
 
@@ -580,7 +601,8 @@ def normal_smoothness(normals: torch.Tensor, opacity: torch.Tensor) -> torch.Ten
 def regularisers(
     out: dict[str, torch.Tensor], config: RegulariserConfig = RegulariserConfig()
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Weighted sum of the regularisers of a render's output, and each term for logging."""
+    """Weighted sum of the regularisers of a render's output, and each term for logging
+    (0-dim tensors)."""
     terms = {"sparsity": sparsity_loss(out["opacity"]), "opaque": opaque_loss(out["opacity"])}
     if "distortion" in out:
         terms["distortion"] = out["distortion"].mean()
@@ -589,4 +611,4 @@ def regularisers(
     if "normals" in out and out["normals"].dim() == 4:
         terms["normal_smooth"] = normal_smoothness(out["normals"], out["opacity"])
     loss = sum(getattr(config, name) * value for name, value in terms.items())
-    return loss, {name: value.item() for name, value in terms.items()}
+    return loss, {name: value.detach() for name, value in terms.items()}
