@@ -43,8 +43,8 @@ class Cameras:
     def to(self, device) -> Cameras:
         """The same cameras with their tensors on ``device`` (a copy that does not wait for the
         device's queued work), so rays are made where they are rendered."""
-        move = [x.to(device, non_blocking=True) for x in (self.azimuth, self.elevation, self.radius)]
-        return Cameras(*move, self.fov)
+        angles = (self.azimuth, self.elevation, self.radius)
+        return Cameras(*(x.to(device, non_blocking=True) for x in angles), self.fov)
 
     @property
     def origins(self) -> torch.Tensor:
