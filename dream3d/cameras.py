@@ -43,8 +43,8 @@ class Cameras:
     def to(self, device) -> Cameras:
         """The same cameras with their tensors on ``device`` (a copy that does not wait for the
         device's queued work), so rays are made where they are rendered."""
-        angles = (self.azimuth, self.elevation, self.radius)
-        return Cameras(*(x.to(device, non_blocking=True) for x in angles), self.fov)
+        poses = (self.azimuth, self.elevation, self.radius)
+        return Cameras(*(x.to(device, non_blocking=True) for x in poses), self.fov)
 
     @property
     def origins(self) -> torch.Tensor:
