@@ -7,6 +7,7 @@ objects sit inside the unit ball, so ``bound = 1``) and is empty outside it.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -16,7 +17,7 @@ from torch import nn
 
 from dream3d.diffusion import check_choice
 
-GridBackend = Literal["auto", "torch", "tcnn"]
+GridBackend = Literal["auto", "torch", "tcnn", "triton"]
 NormalMode = Literal["autograd", "finite"]
 Activation = Literal["softplus", "exp"]
 ACTIVATIONS = ("softplus", "exp")
@@ -36,7 +37,7 @@ class HashGridConfig:
     base_resolution: int = 16  # N_min, cells per axis of the coarsest level
     max_resolution: int = 128  # N_max, cells per axis of the finest level
     init_scale: float = 1e-4  # table entries start uniform in [-init_scale, init_scale]
-    backend: GridBackend = "auto"  # tcnn only where importable and on CUDA; else torch
+    backend: GridBackend = "auto"  # on CUDA tcnn, else triton, where importable; else torch
 
     @property
     def growth(self) -> float:
@@ -135,19 +136,80 @@ class TcnnHashGrid(nn.Module):
         return self.encoding(x).float()
 
 
-def grid_backend(backend: GridBackend, device: torch.device | str) -> Literal["torch", "tcnn"]:
-    """The backend to build: tcnn only when asked (or "auto") on CUDA with tinycudann importable."""
-    if backend == "torch" or torch.device(device).type != "cuda":
-        if backend == "tcnn":
-            raise ValueError("the tcnn hash grid needs a CUDA device")
-        return "torch"
+class TritonHashGrid(HashGrid):
+    """``HashGrid`` whose forward runs the fused Triton kernels of ``hashgrid_triton``.
+
+    Same table, vertices and values as ``HashGrid`` (state_dicts load across the two). The
+    fused kernels differentiate in the table only, so where the points require grad (autograd
+    normals differentiate the density in the points, with create_graph: a double backward)
+    the forward falls back to ``HashGrid.forward``; deferred shading asks normals at <= 1
+    point per ray, so the fallback stays cheap.
+    """
+
+    def __init__(self, config: HashGridConfig = HashGridConfig()):
+        super().__init__(config)
+        dense = [self.dense(level) for level in range(config.levels)]
+        levels = torch.tensor(self.resolutions, dtype=torch.int32)  # (L,) N_l
+        self.register_buffer("level_cells", levels, persistent=False)
+        self.register_buffer(
+            "level_dense", torch.tensor(dense, dtype=torch.int32), persistent=False
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Features (N, L * F) of points (N, 3) in [0, 1]^3: fused unless x requires grad."""
+        if x.requires_grad and torch.is_grad_enabled():
+            return super().forward(x)
+        from generators.nerf.hashgrid_triton import triton_hash_encode
+
+        return triton_hash_encode(x, self.table, self.level_cells, self.level_dense)
+
+
+def _tcnn_available() -> bool:
+    """Whether tinycudann imports."""
     try:
         import tinycudann  # noqa: F401
     except ImportError:
-        if backend == "tcnn":
-            raise
+        return False
+    return True
+
+
+def _triton_available() -> bool:
+    """Whether triton imports (``hashgrid_triton`` is imported here, lazily: see its doc)."""
+    from generators.nerf.hashgrid_triton import triton_available
+
+    return triton_available()
+
+
+def grid_backend(
+    backend: GridBackend, device: torch.device | str
+) -> Literal["torch", "tcnn", "triton"]:
+    """The backend to build. "auto": on CUDA tcnn, else triton, where importable, else torch;
+    torch on the CPU. "tcnn" needs CUDA; "triton" needs CUDA or TRITON_INTERPRET=1."""
+    cuda = torch.device(device).type == "cuda"
+    if backend == "torch" or (backend == "auto" and not cuda):
         return "torch"
-    return "tcnn"
+    if backend == "tcnn" and not cuda:
+        raise ValueError("the tcnn hash grid needs a CUDA device")
+    if backend == "triton" and not cuda and os.environ.get("TRITON_INTERPRET", "0") != "1":
+        raise ValueError("the triton hash grid needs a CUDA device (or TRITON_INTERPRET=1)")
+    if backend == "tcnn" or (backend == "auto" and _tcnn_available()):
+        import tinycudann  # noqa: F401  # raises where "tcnn" was asked for and is missing
+
+        return "tcnn"
+    if _triton_available():
+        return "triton"
+    if backend == "triton":
+        raise ImportError("the triton hash grid needs triton: pip install 'dream3d[cuda]'")
+    return "torch"
+
+
+def build_grid(config: HashGridConfig, device: torch.device | str, seed: int = 0) -> nn.Module:
+    """The hash grid of ``config.backend`` for ``device`` (see ``grid_backend``), not yet moved
+    there; ``seed`` seeds tcnn's table, the others draw from torch's RNG."""
+    backend = grid_backend(config.backend, device)
+    if backend == "tcnn":
+        return TcnnHashGrid(config, seed)
+    return TritonHashGrid(config) if backend == "triton" else HashGrid(config)
 
 
 @dataclass(frozen=True)
@@ -206,10 +268,7 @@ class NeRFField(nn.Module):
         self.config = config
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            if grid_backend(config.grid.backend, device) == "tcnn":
-                self.encoding = TcnnHashGrid(config.grid, seed)
-            else:
-                self.encoding = HashGrid(config.grid)
+            self.encoding = build_grid(config.grid, device, seed)
             widths = [self.encoding.out_dim] + [config.hidden] * config.layers
             layers = []
             for a, b in zip(widths[:-1], widths[1:]):
