@@ -15,8 +15,11 @@ from PIL import Image
 
 from dream3d.cameras import VIEWS
 from dream3d.judge import Judge
+from dream3d.teachers.deepfloyd import DEFAULT_MODEL as IF_MODEL
+from dream3d.teachers.deepfloyd import PIPELINE as IF_PIPELINE
+from dream3d.teachers.deepfloyd import cached_if_models, locate_if
 from dream3d.teachers.oracle import OracleTeacher
-from dream3d.teachers.stable_diffusion import DEFAULT_MODEL, cached_models, locate
+from dream3d.teachers.stable_diffusion import DEFAULT_MODEL, cached_models, locate, pipeline_class
 from dream3d.teachers.tiny import TinyTeacher
 from scenes.catalogue import COLOURS, OBJECTS, SHAPES
 from scenes.prompts import PromptSpec, canonical, catalogue_prompts
@@ -104,12 +107,39 @@ class SDSource:
     @staticmethod
     def locate(model: str) -> Path:
         """The model's folder on this machine, else a ValueError saying how to get it."""
-        return locate(model)
+        path = locate(model)
+        if pipeline_class(path / "model_index.json") == IF_PIPELINE:
+            raise ValueError(f"{model} is a DeepFloyd IF pipeline: use --teacher if")
+        return path
 
     @staticmethod
     def cached() -> list[str]:
         """The Stable Diffusion pipelines in the local Hugging Face cache."""
         return cached_models()
+
+
+@dataclass
+class IFSource:
+    """DeepFloyd IF stage I (--model) from a diffusers folder or the HF cache, not fetched"""
+
+    name: ClassVar[str] = "if"
+    embedded: ClassVar[bool] = False
+    model: str = IF_MODEL  # a Hub id (already in the local cache) or a diffusers folder
+    text_device: str | None = None  # where T5 runs (cpu spares the GPU ~9.5 GB); None: device
+
+    def __post_init__(self):
+        if self.text_device not in (None, "cpu", "cuda"):
+            raise ValueError(f"text_device must be cpu or cuda, got {self.text_device!r}")
+
+    @staticmethod
+    def locate(model: str) -> Path:
+        """The model's folder on this machine, else a ValueError saying how to get it."""
+        return locate_if(model)
+
+    @staticmethod
+    def cached() -> list[str]:
+        """The IF stage I pipelines in the local Hugging Face cache."""
+        return cached_if_models()
 
 
 def _tiny(source: TinySource, spec, size: int, device: str, seed: int):
@@ -126,13 +156,25 @@ def _oracle(source: OracleSource, spec, size: int, device: str, seed: int):
 def _sd(source: SDSource, spec, size: int, device: str, seed: int):
     from dream3d.teachers.stable_diffusion import StableDiffusionTeacher
 
-    return StableDiffusionTeacher.load(source.model, device)
+    return StableDiffusionTeacher.load(str(source.locate(source.model)), device)
+
+
+def _if(source: IFSource, spec, size: int, device: str, seed: int):
+    from dream3d.teachers.deepfloyd import IFTeacher
+
+    check_device(source.text_device or device)
+    return IFTeacher.load(str(source.locate(source.model)), device, text_device=source.text_device)
 
 
 # Teachers of the toy world by name: (build(source, prompt spec, size, device, seed), source
-# config). Adding one (say DeepFloyd IF) is a module in dream3d/teachers/ plus an entry here;
-# the CLI's --teacher choices, the app's menu and the error messages read this dict.
-TEACHERS = {"tiny": (_tiny, TinySource), "oracle": (_oracle, OracleSource), "sd": (_sd, SDSource)}
+# config). Adding one is a module in dream3d/teachers/ plus an entry here; the CLI's --teacher
+# choices, the app's menu and the error messages read this dict.
+TEACHERS = {
+    "tiny": (_tiny, TinySource),
+    "oracle": (_oracle, OracleSource),
+    "sd": (_sd, SDSource),
+    "if": (_if, IFSource),
+}
 
 
 def teacher_help() -> str:
@@ -147,10 +189,10 @@ def build_teacher(source, spec: PromptSpec, size: int, device: str = "cpu", seed
     return TEACHERS[source.name][0](source, spec, size, device, seed)
 
 
-def check_device(device: str) -> None:
-    """A ValueError when ``device`` is cuda on a machine without CUDA."""
+def check_device(device: str, what: str = "--device cuda") -> None:
+    """A ValueError when ``device`` is cuda on a machine without CUDA (``what`` asked for it)."""
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked for, but this machine has no CUDA device")
+        raise ValueError(f"{what} asked for, but this machine has no CUDA device")
 
 
 def load_tiny(path: Path | None = None, device: str = "cpu") -> TinyTeacher:

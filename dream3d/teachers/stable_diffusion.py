@@ -52,8 +52,9 @@ def hub_cache() -> Path:
     return Path(constants.HF_HUB_CACHE)
 
 
-def cached_models() -> list[str]:
-    """Hub ids of the Stable Diffusion pipelines in the local Hugging Face cache."""
+def cached_models(pipeline: str = "StableDiffusionPipeline") -> list[str]:
+    """Hub ids of the ``pipeline`` pipelines (a diffusers class name; Stable Diffusion by
+    default) in the local Hugging Face cache."""
     if not hub_cache().is_dir():
         return []
     from huggingface_hub import scan_cache_dir
@@ -62,14 +63,15 @@ def cached_models() -> list[str]:
     for repo in scan_cache_dir(hub_cache()).repos:
         for revision in repo.revisions:
             index = revision.snapshot_path / "model_index.json"
-            if repo.repo_type == "model" and index.is_file() and _is_sd(index):
+            if repo.repo_type == "model" and index.is_file() and pipeline_class(index) == pipeline:
                 found.append(repo.repo_id)
                 break
     return sorted(found)
 
 
-def _is_sd(index: Path) -> bool:
-    return json.loads(index.read_text()).get("_class_name") == "StableDiffusionPipeline"
+def pipeline_class(index: Path) -> str | None:
+    """The diffusers pipeline class a ``model_index.json`` names."""
+    return json.loads(index.read_text()).get("_class_name")
 
 
 PREDICTION_TYPES = {"epsilon": "eps", "v_prediction": "v", "sample": "sample"}  # diffusers'
@@ -94,6 +96,8 @@ class LatentEps(nn.Module):
 
 class StableDiffusionTeacher(nn.Module):
     """Teacher protocol around a diffusers Stable Diffusion pipeline's parts (weights frozen)."""
+
+    fake_score = "lora"  # IKL's default fake score: LoRA adapters on this UNet (ProlificDreamer)
 
     def __init__(self, denoiser: LatentEps, vae, text_encoder, tokenizer, image_size: int):
         super().__init__()
