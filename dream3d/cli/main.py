@@ -124,8 +124,9 @@ def _teacher_options(p) -> None:
     p.add_argument("--weights", help="tiny teacher file (default: the shipped one)")
     p.add_argument(
         "--model",
-        help="sd: a Hub id already in the local Hugging Face cache, or a diffusers folder "
-        "(default stable-diffusion-v1-5/stable-diffusion-v1-5); nothing is downloaded",
+        help="sd and if: a Hub id already in the local Hugging Face cache, or a diffusers "
+        "folder (default stable-diffusion-v1-5/stable-diffusion-v1-5 for sd, "
+        "DeepFloyd/IF-I-XL-v1.0 for if); nothing is downloaded",
     )
 
 
@@ -279,7 +280,40 @@ def _bench_parser(sub) -> None:
     _nerf_options(speed)
     speed.add_argument("--out", type=Path, default=Path("outputs/bench-speed"))
     speed.add_argument("--quiet", action="store_true", help="no progress bars")
+    _bench_gpu_parser(bsub)
     distill_cli.add_bench_parser(bsub, _positive_int)
+
+
+def _bench_gpu_parser(bsub) -> None:
+    from dream3d.pipelines.bench_gpu import SECTIONS
+
+    gpu = bsub.add_parser(
+        "gpu",
+        help="everything a CUDA machine can measure, written to docs/gpu.md",
+        description="On a CUDA machine: runs the requires_cuda tests (from a checkout), times "
+        "the parts of a step (SDS, IKL with a full copy and with LoRA, for the tiny teacher "
+        "and SD-1.5- and IF-I-XL-shaped teachers with random weights; the hash grid per "
+        "backend; a 4096-ray render), then short `dream3d run --device cuda` runs of each "
+        "guidance against the CPU defaults, and writes one markdown report with the date, "
+        "GPU and versions. A section that fails is a line of the report; the others run.",
+    )
+    gpu.add_argument("--out", type=Path, default=Path("docs/gpu.md"), help="default docs/gpu.md")
+    gpu.add_argument(
+        "--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="default all"
+    )
+    gpu.add_argument(
+        "--steps", type=_positive_int, default=300, help="steps of each CUDA run (default 300)"
+    )
+    gpu.add_argument(
+        "--cpu-steps",
+        type=_positive_int,
+        default=40,
+        help="steps of each CPU-default run on this machine's CPU (default 40)",
+    )
+    gpu.add_argument(
+        "--work", type=Path, default=Path("outputs/bench-gpu"), help="where the runs go"
+    )
+    gpu.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def bench(args) -> dict:
@@ -288,6 +322,8 @@ def bench(args) -> dict:
 
     if args.action == "speed":
         return bench_speed(args)
+    if args.action == "gpu":
+        return bench_gpu(args)
     if args.action not in BENCHMARKS:  # the image benchmark has options of its own
         return distill_cli.bench(args, _check_writable)
 
@@ -314,10 +350,23 @@ def bench_speed(args) -> dict:
         k: v for k, v in sides(overrides.get("guidance", {})).items() if k in args.guidance
     }
     _check_writable(args.out)
-    rows = speed(config, guidances, args.out, not args.quiet)
+    rows = speed(config, guidances, args.out, not args.quiet, parts=config.device == "cuda")
     print((args.out / "speed.md").read_text())
     print(f"wrote {args.out}/speed.md and speed.csv", file=sys.stderr)
     return {"rows": rows}
+
+
+def bench_gpu(args) -> dict:
+    from dream3d.pipelines.bench_gpu import report
+    from dream3d.pipelines.world import check_device
+
+    check_device("cuda", "dream3d bench gpu")
+    _check_writable(args.out.parent)
+    _check_writable(args.work)
+    text = report(args.out, args.only, args.steps, args.cpu_steps, not args.quiet, args.work)
+    print(text)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return {"report": text}
 
 
 def run_nerf(args) -> dict:

@@ -70,9 +70,12 @@ def speed(
     guidances: dict[str, GuidanceConfig],
     out: Path,
     progress: bool = True,
+    parts: bool = False,
 ) -> list[dict]:
     """Profile a run of ``base`` per guidance, each in a fresh process, into OUT/<guidance>;
-    write OUT/speed.md and speed.csv; returns the rows."""
+    write OUT/speed.md and speed.csv; returns the rows. ``parts`` (CUDA): also time the parts
+    of a step alone (bench_gpu.part_rows: guidance steps of the tiny, SD-1.5- and IF-shaped
+    teachers, the hash grid per backend, a 4096-ray render) into speed.md and parts.csv."""
     context = multiprocessing.get_context("spawn")
     rows = []
     for name, guidance in guidances.items():
@@ -86,7 +89,14 @@ def speed(
         row["wall s"] = wall
         rows.append(row)
     write_csv(rows, out / "speed.csv")
-    (out / "speed.md").write_text(speed_markdown(rows))
+    text = speed_markdown(rows)
+    if parts:
+        from dream3d.pipelines.bench_gpu import part_rows, parts_markdown
+
+        table = part_rows(base.device)
+        write_csv(table, out / "parts.csv")
+        text += "\n" + "\n".join(parts_markdown(table)) + "\n"
+    (out / "speed.md").write_text(text)
     return rows
 
 

@@ -107,4 +107,3 @@ def test_rays_made_on_the_device_equal_the_cpu_rays():
     cuda = cameras.to("cuda").rays(16)
     for a, b in zip(cpu, cuda):
         assert b.is_cuda and torch.allclose(a, b.cpu(), atol=1e-6)
-
