@@ -113,18 +113,8 @@ def test_bench_gpu_without_cuda_is_one_line(capsys, tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="counts the skips of a CPU machine")
 def test_the_cuda_tests_section_runs_pytest_on_the_marked_tests():
-    import re
-    import subprocess
-    import sys
-
-    listed = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "requires_cuda"],
-        cwd=bench_gpu.TESTS.parent,
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    marked = sum(int(n) for n in re.findall(r"^tests/\S+: (\d+)$", listed, re.MULTILINE))
+    files = bench_gpu.TESTS.rglob("test_*.py")
+    marked = sum(f.read_text().count("@pytest.mark.requires_cuda\n") for f in files)
     result = bench_gpu.cuda_tests()
     assert result["rc"] == 0 and result["failures"] == []
-    assert f"{marked} skipped" in result["summary"] and marked >= 4
+    assert result["summary"].startswith(f"{marked} skipped, ") and marked >= 4
