@@ -23,28 +23,21 @@ def _threads():
 def tiny_sd(tmp_path_factory):
     """A Stable Diffusion pipeline folder with random, tiny parts (no download): 32 px images,
     8x8x4 latents, a 16-wide CLIP text encoder over a character vocabulary."""
-    import json
-    import string
-
     from diffusers import (
         AutoencoderKL,
         DDPMScheduler,
         StableDiffusionPipeline,
         UNet2DConditionModel,
     )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from dream3d.teachers.shaped import char_clip_tokenizer, char_vocab
 
     folder = tmp_path_factory.mktemp("tiny-sd")
     torch.manual_seed(0)
-    chars = string.ascii_lowercase + string.digits + ",.!?-'"
-    vocab = ["<|startoftext|>", "<|endoftext|>", *chars, *(c + "</w>" for c in chars)]
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
-    (folder / "merges.txt").write_text("#version: 0.2\n")  # no merges: a token per character
-    tokenizer = CLIPTokenizer(
-        str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=32
-    )
+    tokenizer = char_clip_tokenizer(folder, max_length=32)  # a token per character
     text = CLIPTextConfig(
-        vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        vocab_size=len(char_vocab()), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
         num_attention_heads=2, max_position_embeddings=32, bos_token_id=0, eos_token_id=1,
         pad_token_id=1,
     )  # fmt: skip

@@ -22,15 +22,17 @@ import sys
 import time
 import warnings
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from dream3d.pipelines import bench_parts as parts
+from dream3d.pipelines.bench_speed import cell
 from dream3d.pipelines.tables import markdown
 
 SECTIONS = ("tests", "parts", "runs")
 TESTS = Path(__file__).resolve().parents[2] / "tests"
-PART_KEYS = ("part", "teacher", "fake", "ms", "peak MiB", "trainable MiB", "error")
 PACKAGES = ("torch", "diffusers", "transformers", "nerfacc", "triton", "tinycudann")
 
 
@@ -61,37 +63,6 @@ def cuda_tests() -> dict:
     summary = lines[-1] if lines else done.stderr.strip()[-300:]
     s = time.perf_counter() - start
     return {"summary": summary, "rc": done.returncode, "s": s, "failures": failures}
-
-
-def teachers(device) -> dict:
-    """name -> (builder, render side) of the teachers whose guidance steps are timed."""
-    from dream3d.pipelines.world import load_tiny
-    from dream3d.teachers.shaped import random_if, random_sd15
-
-    return {
-        "tiny": (lambda: load_tiny(device=device), 32),
-        "sd-1.5-shaped": (lambda: random_sd15(device), 512),
-        "if-i-xl-shaped": (lambda: random_if(device), 64),
-    }
-
-
-def part_rows(device="cuda", repeats: int = 10) -> list[dict]:
-    """Every part's row (bench_parts); a teacher that fails to build is a row that says so."""
-    from dream3d.pipelines import bench_parts as parts
-
-    rows = []
-    for name, (build, size) in teachers(device).items():
-        try:
-            teacher = build()
-        except Exception as err:
-            rows.append({"part": "build", "teacher": name, "fake": "-", "error": repr(err)[:160]})
-            continue
-        rows += parts.guidance_rows(name, teacher, size, device, repeats)
-        teacher = None
-        parts._free(device)
-    rows += parts.hash_grid_rows(device, repeats=2 * repeats)
-    rows += parts.render_rows(device, repeats=repeats)
-    return [{k: row.get(k, "") for k in PART_KEYS} for row in rows]
 
 
 def run_rows(out: Path, steps: int, cpu_steps: int, progress: bool) -> list[dict]:
@@ -133,11 +104,11 @@ def count_syncs(steps: int = 20) -> dict:
     """GPU waits of a CUDA `dream3d run` (cuda preset, IKL): torch's sync debug mode warns at
     each; their number per step and the three lines that make the most."""
     from dream3d.pipelines.text_to_3d import build, resolve
-    from dream3d.train import TrainConfig, train
+    from dream3d.train import train
 
     config = resolve("a chair", "cuda", {"device": "cuda"})
     _, _, generator, guidance, cond_fn = build(config)
-    train_config = TrainConfig(steps=steps, batch=config.train.batch, progress=False)
+    train_config = replace(config.train, steps=steps, progress=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
@@ -168,7 +139,7 @@ def report(
             try:
                 lines += section(work=work, steps=steps, cpu_steps=cpu_steps, progress=progress)
             except Exception as err:  # the other sections' numbers still count
-                lines += [f"## {name}", "", f"failed: {type(err).__name__}: {err}", ""]
+                lines += [f"## {name}", "", f"failed: {parts.error_text(err)}", ""]
     text = "\n".join(lines) + "\n"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
@@ -182,30 +153,16 @@ def _tests(**_) -> list[str]:
     return lines + [f"- {line}" for line in result.get("failures", [])] + [""]
 
 
-def parts_markdown(rows: list[dict]) -> list[str]:
-    """The parts' table with a line that says how it was timed."""
-    lines = ["## The parts of a step", ""]
-    lines += ["Median of 10 calls (hash grid 20) after 3 untimed; peak allocated memory;", ""]
-    lines += ["trainable MiB: the fake score's weights, gradients and Adam moments.", ""]
-    return lines + markdown(rows, _cell) + [""]
-
-
 def _parts(**_) -> list[str]:
-    return parts_markdown(part_rows())
+    return parts.parts_markdown(parts.part_rows())
 
 
 def _runs(work: Path, steps: int, cpu_steps: int, progress: bool, **_) -> list[str]:
     rows = run_rows(work, steps, cpu_steps, progress)
     keys = ("run", "guidance", "steps", "s_per_step", "train s", "outputs s", "wall s", "peak MiB")
     lines = ["## `dream3d run`, a fresh process each", ""]
-    lines += markdown([{k: r[k] for k in keys} for r in rows], _cell) + [""]
+    lines += markdown([{k: r[k] for k in keys} for r in rows], cell) + [""]
     lines += ratio_lines(rows) + [""]
     syncs = count_syncs()
     lines += [f"GPU waits per training step (IKL, cuda preset): {syncs['per_step']:.2f}; most at"]
     return lines + [f"- {where}: {n}" for where, n in syncs["top"]] + [""]
-
-
-def _cell(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
-    return str(value)

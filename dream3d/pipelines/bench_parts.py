@@ -22,10 +22,18 @@ import torch
 from dream3d.cameras import Cameras
 from dream3d.guidance import make_guidance
 from dream3d.guidance.fake_scores import fake_memory
+from dream3d.pipelines.tables import markdown
 
 # (guidance, fake score) pairs a teacher's guidance rows time: SDS, IKL with a full trainable
 # copy of the teacher's UNet (fp32 weights and Adam state), IKL with LoRA adapters on it
 GUIDANCE_ROWS = (("sds", None), ("ikl", "teacher"), ("ikl", "lora"))
+KEYS = ("part", "teacher", "fake", "ms", "peak MiB", "trainable MiB", "error")  # a row's columns
+
+
+def error_text(err: Exception) -> str:
+    """An exception as one short line of a table: its type and its message's first line."""
+    first = (str(err).splitlines() or [""])[0]
+    return f"{type(err).__name__}: {first[:120]}"
 
 
 def timed(fn: Callable[[], object], device, repeats: int = 10, warmup: int = 3) -> dict:
@@ -75,18 +83,18 @@ def guidance_rows(name: str, teacher, size: int, device, repeats=10, warmup=3) -
         try:
             options = {} if fake is None else {"fake": fake}
             guidance = make_guidance(kind, teacher, **options)
-            if hasattr(guidance, "fake"):
-                guidance.fake.to(device)
-            fake = getattr(guidance, "fake", None)
-            row["trainable MiB"] = 0.0 if fake is None else fake_memory(fake)["bytes"] / 2**20
+            score = getattr(guidance, "fake", None)
+            if score is not None:
+                score.to(device)
+            row["trainable MiB"] = 0.0 if score is None else fake_memory(score)["bytes"] / 2**20
             row.update(
                 timed(guidance_step(guidance, teacher, size, device), device, repeats, warmup)
             )
         except Exception as err:  # an out-of-memory row is a result; the others still run
-            row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:120]}"
+            row["error"] = error_text(err)
         rows.append(row)
         guidance = None
-        _free(device)
+        free_memory(device)
     return rows
 
 
@@ -141,14 +149,54 @@ def hash_grid_rows(device, points: int = 2**18, repeats=20, warmup=3) -> list[di
 
             row.update(timed(step, device, repeats, warmup))
         except Exception as err:  # a backend missing here is a row that says so
-            row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:120]}"
+            row["error"] = error_text(err)
         rows.append(row)
         grid = x = upstream = None
-        _free(device)
+        free_memory(device)
     return rows
 
 
-def _free(device) -> None:
+def free_memory(device) -> None:
     gc.collect()
     if torch.device(device).type == "cuda":
         torch.cuda.empty_cache()
+
+
+def teachers(device) -> dict:
+    """name -> (builder, render side) of the teachers whose guidance steps are timed."""
+    from dream3d.pipelines.world import load_tiny
+    from dream3d.teachers.shaped import random_if, random_sd15
+
+    return {
+        "tiny": (lambda: load_tiny(device=device), 32),
+        "sd-1.5-shaped": (lambda: random_sd15(device), 512),
+        "if-i-xl-shaped": (lambda: random_if(device), 64),
+    }
+
+
+def part_rows(device="cuda", repeats: int = 10) -> list[dict]:
+    """Every part's row, each with every column of KEYS; a teacher that fails to build is a
+    row that says so."""
+    rows = []
+    for name, (build, size) in teachers(device).items():
+        try:
+            teacher = build()
+        except Exception as err:
+            rows.append({"part": "build", "teacher": name, "fake": "-", "error": error_text(err)})
+            continue
+        rows += guidance_rows(name, teacher, size, device, repeats)
+        teacher = None
+        free_memory(device)
+    rows += hash_grid_rows(device, repeats=2 * repeats)
+    rows += render_rows(device, repeats=repeats)
+    return [{k: row.get(k, "") for k in KEYS} for row in rows]
+
+
+def parts_markdown(rows: list[dict]) -> list[str]:
+    """The parts' table with a line that says how it was timed."""
+    from dream3d.pipelines.bench_speed import cell
+
+    lines = ["## The parts of a step", ""]
+    lines += ["Median of 10 calls (hash grid 20) after 3 untimed; peak allocated memory;", ""]
+    lines += ["trainable MiB: the fake score's weights, gradients and Adam moments.", ""]
+    return lines + markdown(rows, cell) + [""]

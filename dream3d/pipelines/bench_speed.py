@@ -74,7 +74,7 @@ def speed(
 ) -> list[dict]:
     """Profile a run of ``base`` per guidance, each in a fresh process, into OUT/<guidance>;
     write OUT/speed.md and speed.csv; returns the rows. ``parts`` (CUDA): also time the parts
-    of a step alone (bench_gpu.part_rows: guidance steps of the tiny, SD-1.5- and IF-shaped
+    of a step alone (bench_parts.part_rows: guidance steps of the tiny, SD-1.5- and IF-shaped
     teachers, the hash grid per backend, a 4096-ray render) into speed.md and parts.csv."""
     context = multiprocessing.get_context("spawn")
     rows = []
@@ -91,7 +91,7 @@ def speed(
     write_csv(rows, out / "speed.csv")
     text = speed_markdown(rows)
     if parts:
-        from dream3d.pipelines.bench_gpu import part_rows, parts_markdown
+        from dream3d.pipelines.bench_parts import part_rows, parts_markdown
 
         table = part_rows(base.device)
         write_csv(table, out / "parts.csv")
@@ -100,7 +100,7 @@ def speed(
     return rows
 
 
-def _cell(value) -> str:
+def cell(value) -> str:
     """Floats below 1 to 3 significant digits, larger ones to 0.1; others as they are."""
     if not isinstance(value, float):
         return str(value)
@@ -111,7 +111,7 @@ def speed_markdown(rows: list[dict]) -> str:
     """speed.md: per step, output phase and totals, one row per run, then the ratios."""
 
     def table(keys):
-        return markdown([{k: r[k] for k in ("guidance", *keys)} for r in rows], _cell)
+        return markdown([{k: r[k] for k in ("guidance", *keys)} for r in rows], cell)
 
     first = rows[0]
     lines = [f"Device {first['device']}, {first['steps']} steps per run.", ""]

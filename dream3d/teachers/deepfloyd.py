@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dream3d.diffusion import eps_from_prediction
 from dream3d.teachers.stable_diffusion import LatentEps, cached_models, locate, pipeline_class
 
 DEFAULT_MODEL = "DeepFloyd/IF-I-XL-v1.0"
@@ -58,7 +57,8 @@ class PixelEps(LatentEps):
     """IF's UNet on its schedule: ``eps(x_t, t, cond)`` on (B, 3, H, W) pixels.
 
     With a learned variance the UNet's output is (eps, variance range) along channels, and
-    eps is its first half; ``.unet`` is the whole UNet (fake scores copy or wrap it).
+    eps is its first half (``LatentEps.eps`` keeps the first half of any wider output); this
+    class checks the widths agree. ``.unet`` is the whole UNet (fake scores copy or wrap it).
     """
 
     def __init__(self, unet, alphas_cumprod: torch.Tensor, prediction_type: str, variance_type):
@@ -70,13 +70,6 @@ class PixelEps(LatentEps):
                 f"{variance_type!r} should output {halves * unet.config.in_channels} channels, "
                 f"not {unet.config.out_channels}"
             )
-
-    def eps(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        dtype = self.unet.dtype
-        t = t.to(x_t.device).expand(x_t.shape[0])
-        out = self.unet(x_t.to(dtype), t, encoder_hidden_states=cond.to(dtype)).sample.float()
-        pred = out[:, : x_t.shape[1]]  # (B, 3, H, W); the rest is the variance range
-        return eps_from_prediction(pred, x_t, t, self.alphas_cumprod, self.prediction)
 
 
 class IFTeacher(nn.Module):

@@ -19,7 +19,7 @@ import torch
 
 from dream3d.diffusion import alphas_cumprod
 
-CHARS = string.ascii_lowercase + string.digits + ",.!?-' "
+CHARS = string.ascii_lowercase + string.digits + ",.!?-'"  # CLIP splits at spaces
 
 
 def sd15_unet_config(scale: float = 1.0) -> dict:

@@ -91,6 +91,7 @@ class LatentEps(nn.Module):
         dtype = self.unet.dtype
         t = t.to(x_t.device).expand(x_t.shape[0])
         out = self.unet(x_t.to(dtype), t, encoder_hidden_states=cond.to(dtype)).sample.float()
+        out = out[:, : x_t.shape[1]]  # a learned variance (IF) follows in as many channels again
         return eps_from_prediction(out, x_t, t, self.alphas_cumprod, self.prediction)
 
 

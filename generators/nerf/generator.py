@@ -78,7 +78,8 @@ class NeRFGenerator(nn.Module):
         return {"occupancy": self.occupancy, "estimator": self.estimator}
 
     def refresh_occupancy(self, generator: torch.Generator | None = None) -> None:
-        """Update the occupancy grid from the field now, every cell (a no-op without skipping)."""
+        """Update the occupancy grid from the field now (a no-op without skipping): every cell
+        of the PyTorch grid; nerfacc's as at step 0 (every cell unless ``grid.warmup`` is 0)."""
         render = self.config.render
         if self.estimator is not None:
             update_occupancy_grid(self.estimator, self.field.density, 0, render, every=1)

@@ -600,7 +600,7 @@ def normal_smoothness(normals: torch.Tensor, opacity: torch.Tensor) -> torch.Ten
 
 def regularisers(
     out: dict[str, torch.Tensor], config: RegulariserConfig = RegulariserConfig()
-) -> tuple[torch.Tensor, dict[str, float]]:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Weighted sum of the regularisers of a render's output, and each term for logging
     (0-dim tensors)."""
     terms = {"sparsity": sparsity_loss(out["opacity"]), "opaque": opaque_loss(out["opacity"])}
