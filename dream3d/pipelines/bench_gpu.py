@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import importlib.metadata
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -49,17 +50,23 @@ def environment() -> dict:
     return env
 
 
-def cuda_tests() -> dict:
-    """Run the requires_cuda tests; their closing line, exit code and seconds."""
-    if not TESTS.is_dir():
-        return {"summary": f"no tests at {TESTS}: run from a checkout", "rc": None, "s": 0.0}
+def cuda_tests(tests: Path = TESTS) -> dict:
+    """Run the requires_cuda tests; their closing line, exit code, seconds, and per failure
+    its FAILED/ERROR line and where and why it failed (pytest's one-line tracebacks)."""
+    if not tests.is_dir():
+        return {"summary": f"no tests at {tests}: run from a checkout", "rc": None, "s": 0.0}
     start = time.perf_counter()
     cmd = [sys.executable, "-m", "pytest", "-m", "requires_cuda", "-o", "addopts=", "-q", "-rfE"]
     done = subprocess.run(
-        [*cmd, str(TESTS)], cwd=TESTS.parent, capture_output=True, text=True, check=False
+        [*cmd, "--tb=line", str(tests)],
+        cwd=tests.parent,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     failures = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
+    failures += [line for line in lines if re.match(r"\S+\.py:\d+: ", line)]  # --tb=line
     summary = lines[-1] if lines else done.stderr.strip()[-300:]
     s = time.perf_counter() - start
     return {"summary": summary, "rc": done.returncode, "s": s, "failures": failures}
@@ -67,7 +74,8 @@ def cuda_tests() -> dict:
 
 def run_rows(out: Path, steps: int, cpu_steps: int, progress: bool) -> list[dict]:
     """`dream3d run` of each guidance, a fresh process each: the cuda preset and the CPU
-    defaults on CUDA (``steps``), the CPU defaults on the CPU (``cpu_steps``)."""
+    defaults on CUDA (``steps``), the CPU defaults on the CPU (``cpu_steps``). A run that
+    fails is a row with its error."""
     from dream3d.pipelines.bench_speed import speed
     from dream3d.pipelines.compare import sides
     from dream3d.pipelines.text_to_3d import resolve
@@ -82,14 +90,16 @@ def run_rows(out: Path, steps: int, cpu_steps: int, progress: bool) -> list[dict
     rows = []
     for label, config in runs.items():
         folder = out / label.replace(", ", "-").replace(" ", "-")
-        for row in speed(config, sides(), folder, progress):
-            rows.append({"run": label, **row})
+        try:
+            rows += [{"run": label, **row} for row in speed(config, sides(), folder, progress)]
+        except Exception as err:  # the other runs still count
+            rows.append({"run": label, "error": parts.error_text(err)})
     return rows
 
 
 def ratio_lines(rows: list[dict]) -> list[str]:
     """Per guidance, the CPU default's seconds per step over each CUDA run's."""
-    by = {(r["run"], r["guidance"]): r["s_per_step"] for r in rows}
+    by = {(r["run"], r["guidance"]): r["s_per_step"] for r in rows if "s_per_step" in r}
     lines = []
     for (run, guidance), s in by.items():
         cpu = by.get(("cpu defaults, cpu", guidance))
@@ -160,9 +170,13 @@ def _parts(**_) -> list[str]:
 def _runs(work: Path, steps: int, cpu_steps: int, progress: bool, **_) -> list[str]:
     rows = run_rows(work, steps, cpu_steps, progress)
     keys = ("run", "guidance", "steps", "s_per_step", "train s", "outputs s", "wall s", "peak MiB")
+    keys += ("error",) * any("error" in r for r in rows)
     lines = ["## `dream3d run`, a fresh process each", ""]
-    lines += markdown([{k: r[k] for k in keys} for r in rows], cell) + [""]
+    lines += markdown([{k: r.get(k, "") for k in keys} for r in rows], cell) + [""]
     lines += ratio_lines(rows) + [""]
-    syncs = count_syncs()
+    try:
+        syncs = count_syncs()
+    except Exception as err:
+        return lines + [f"GPU waits per training step: failed: {parts.error_text(err)}", ""]
     lines += [f"GPU waits per training step (IKL, cuda preset): {syncs['per_step']:.2f}; most at"]
     return lines + [f"- {where}: {n}" for where, n in syncs["top"]] + [""]

@@ -134,7 +134,8 @@ def scores(generator, spec, mesh, threshold: float) -> dict:
     )
 
     points = grid_points(64)
-    inside = occupied(generator.field.density, points, threshold)
+    device = next(generator.field.parameters()).device
+    inside = occupied(generator.field.density, points.to(device), threshold)  # (N,) on the CPU
     variant, occ = best_variant(inside, points, spec.object)
     cams = held_out_cameras()
     _, opacity = render_views(generator, cams, 32, 64)

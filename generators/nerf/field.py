@@ -103,7 +103,8 @@ class HashGrid(nn.Module):
         feats = self.table.view(-1, features).index_select(0, rows.view(-1))  # one gather
         feats = feats.view(-1, 8, features)  # (N L, 8, F)
         w = torch.stack(weights, 1).view(-1, 1, 8)  # (N L, 1, 8)
-        return torch.bmm(w, feats).view(x.shape[0], -1)  # (N, L F): sum_c w_c feats_c
+        out = torch.bmm(w, feats)  # (N L, 1, F): sum_c w_c feats_c
+        return out.view(x.shape[0], levels * features)  # (N, L F); N = 0 too
 
 
 class TcnnHashGrid(nn.Module):

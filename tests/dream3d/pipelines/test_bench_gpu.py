@@ -88,6 +88,7 @@ def test_ratio_lines():
         {"run": "cuda preset", "guidance": "sds", "s_per_step": 0.01},
         {"run": "cpu defaults, cuda", "guidance": "sds", "s_per_step": 0.004},
         {"run": "cpu defaults, cpu", "guidance": "sds", "s_per_step": 0.2},
+        {"run": "cpu defaults, cuda", "error": "ValueError: a failed run has no ratio"},
     ]
     assert bench_gpu.ratio_lines(rows) == [
         "- sds, cuda preset: 20.0x faster per step than the CPU default",
@@ -118,3 +119,37 @@ def test_the_cuda_tests_section_runs_pytest_on_the_marked_tests():
     result = bench_gpu.cuda_tests()
     assert result["rc"] == 0 and result["failures"] == []
     assert result["summary"].startswith(f"{marked} skipped, ") and marked >= 4
+
+
+def test_a_failing_cuda_test_reaches_the_report_with_its_reason(tmp_path):
+    # the first GPU run kept only "FAILED ...": the reason is what one needs without the GPU
+    folder = tmp_path / "tests"
+    folder.mkdir()
+    (folder / "test_one.py").write_text(
+        "import pytest\n\n\n@pytest.mark.requires_cuda\ndef test_a():\n"
+        "    assert 1 + 1 == 3, 'the kept reason'\n\n\ndef test_unmarked():\n    assert False\n"
+    )
+    result = bench_gpu.cuda_tests(folder)
+    assert result["rc"] == 1 and result["summary"].startswith("1 failed, 1 deselected")
+    assert result["failures"][0].startswith("FAILED tests/test_one.py::test_a")
+    assert any("test_one.py:6: AssertionError: the kept reason" in f for f in result["failures"])
+
+
+def test_a_failed_run_is_a_row_and_the_other_runs_still_count(monkeypatch, tmp_path):
+    from dream3d.pipelines import bench_speed
+
+    def speed(config, guidances, out, progress):  # the CPU run's numbers; CUDA runs fail
+        if config.device == "cuda":
+            raise ValueError("the triton hash grid needs a CUDA device")
+        return [{"guidance": g, "steps": 2, "s_per_step": 0.5} for g in guidances]
+
+    monkeypatch.setattr(bench_speed, "speed", speed)
+    rows = bench_gpu.run_rows(tmp_path, steps=3, cpu_steps=2, progress=False)
+    assert [r["run"] for r in rows] == [
+        "cuda preset",
+        "cpu defaults, cuda",
+        "cpu defaults, cpu",
+        "cpu defaults, cpu",
+    ]
+    assert rows[0]["error"] == "ValueError: the triton hash grid needs a CUDA device"
+    assert [r["guidance"] for r in rows[2:]] == ["sds", "ikl"]

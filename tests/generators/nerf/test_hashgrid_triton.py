@@ -179,13 +179,24 @@ def test_backend_choice_with_triton(monkeypatch):
 
 @pytest.mark.requires_cuda
 def test_cuda_matches_the_reference_at_scale():
+    """threestudio's grid (N_max 2048) at 2^18 points. On the GPU the kernel's frac = x N - cell
+    is one fused multiply-add, rounded once, where PyTorch rounds x N first: below 2048 the
+    two fracs differ by up to half an ulp (6.1e-5), the features by up to 3 axes x that x
+    |f_hi - f_lo| <= 2. The first `dream3d bench gpu` run failed this test when it asked 1e-5
+    of random points (its message was not kept; that rounding, simulated on the CPU, gives
+    1.7e-4). So: points on a 2^-12 lattice, where x N is exact in float32 and the two agree to
+    summation order, and random points within the rounding bound."""
     config = HashGridConfig(levels=16, log2_table=19, max_resolution=2048)
     ref, fused = grids(config)
-    x = torch.rand(2**18, 3, device="cuda")
+    lattice = torch.randint(0, 2**12 + 1, (2**18, 3), device="cuda") / 2**12  # x N exact
     upstream = torch.randn(2**18, 32, device="cuda")
-    expected = ref(x)
+    expected = ref(lattice)
     expected.backward(upstream)
-    got = fused(x)
+    got = fused(lattice)
     got.backward(upstream)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(fused.table.grad, ref.table.grad, atol=1e-4, rtol=1e-4)
+    x = torch.rand(2**18, 3, device="cuda")
+    with torch.no_grad():
+        err = (fused(x) - ref(x)).abs()
+    assert err.max() < 3 * 2 * 2**-13  # 7.3e-4: the bound above (3 x 2 x 6.1e-5 = 3.7e-4), x 2

@@ -31,6 +31,10 @@ def test_hash_grid_shape_init_and_seed():
     assert a(x).shape == (50, 12) and torch.equal(a(x), b(x))
     assert not torch.equal(NeRFField(seed=0)(x)[0], NeRFField(seed=1)(x)[0])
     assert torch.equal(NeRFField(seed=3)(x)[1], NeRFField(seed=3)(x)[1])
+    # no points at all (an empty occupancy grid culls every sample): (0, L F), not an error
+    density, albedo = NeRFField()(torch.zeros(0, 3))
+    assert a(torch.zeros(0, 3)).shape == (0, 12) and density.shape == (0,)
+    assert albedo.shape == (0, 3)
 
 
 def test_coarse_levels_are_dense_without_collisions():
