@@ -121,3 +121,39 @@ def test_a_nan_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     (tmp_path / "c.pt").write_bytes(b"PK" + bytes(30))  # cut short
     with pytest.raises(ValueError, match="c.pt is not a dream3d checkpoint"):
         train(particle, guidance, config, checkpoint=tmp_path / "c.pt", resume=True)
+
+
+class _Slope:
+    """A guidance whose loss is x.sum(): a gradient of 1 on every coordinate, every step, so
+    each Adam step moves a coordinate by exactly its learning rate (m_hat / sqrt(v_hat) = 1)."""
+
+    def to_teacher(self, x):
+        return x
+
+    def update_fake(self, *args, **kwargs):
+        return {}
+
+    def loss(self, x, *args, **kwargs):
+        return x.sum(), {"grad_norm": torch.ones(())}
+
+
+@pytest.mark.parametrize(
+    "schedule, factors",
+    [
+        # 0.5 (1 + cos(pi k / 4)) for k = 0..3: 1, (2 + sqrt 2) / 4, 1/2, (2 - sqrt 2) / 4
+        ("cosine", [1.0, (2 + 2**0.5) / 4, 0.5, (2 - 2**0.5) / 4]),
+        ("constant", [1.0, 1.0, 1.0, 1.0]),
+    ],
+)
+def test_the_learning_rate_at_each_step_is_the_schedules(schedule, factors):
+    particle = Particles(torch.zeros(1, 2))
+    path = []
+
+    def record(step, row):
+        path.append(particle.x.detach()[0, 0].item())
+        return row
+
+    config = TrainConfig(steps=4, lr=0.1, lr_schedule=schedule, log_every=1, progress=False)
+    train(particle, _Slope(), config, on_log=record)
+    moves = [a - b for a, b in zip([0.0, *path], path)]
+    assert moves == pytest.approx([0.1 * f for f in factors], abs=1e-7)

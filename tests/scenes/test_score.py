@@ -78,6 +78,21 @@ def test_best_pose_iou_finds_the_pose_of_true_silhouettes_and_rejects_other_obje
     assert best_pose_iou(masks & False, "chair", views, step=15.0).max() == 0.0
 
 
+def test_best_pose_iou_searches_only_the_poses_of_the_given_view_caption():
+    """A table seen from the side (azimuth 90, elevation 35: a grid pose) scores 1 as "side";
+    as "front" it scores the best IoU over the grid's front-captioned cameras only, found here
+    by looping over them: a table's outline from the front is not its outline from the side."""
+    grid = pose_grid(step=45.0)
+    near = grid.radius == grid.radius.min()
+    k = int(((grid.azimuth == 90) & (grid.elevation == 35) & near).nonzero())
+    assert grid.views()[k] == "side"
+    masks = silhouette("table", grid, 16)[:, 0]  # (P, 16, 16): every grid pose
+    expected = max(iou(masks[k], masks[j]) for j, v in enumerate(grid.views()) if v == "front")
+    assert 0.3 < expected < 0.8  # the caption decides: any pose at all would give 1
+    got = best_pose_iou(masks[[k, k]], "table", ["front", "side"], step=45.0)
+    assert got.tolist() == pytest.approx([expected, 1.0], abs=1e-6)
+
+
 def test_distribution_scores_by_hand():
     from scenes.prompts import parse_prompt
     from scenes.score import distribution_scores

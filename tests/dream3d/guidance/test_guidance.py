@@ -19,16 +19,58 @@ def _draws(n, seed, dtype=torch.float64):
     return x0, t, eps, cond
 
 
+class _LinearTeacher:
+    """A toy teacher with eps known by hand: x_t for the prompt (cond 0) and 0.5 x_t + 0.2 for
+    "" (cond -1); T = 2 with abar = (0.64, 0.36), so (a_t, s_t) = (0.8, 0.6) and (0.6, 0.8)."""
+
+    alphas_cumprod = torch.tensor([0.64, 0.36], dtype=torch.float64)
+
+    def encode_prompt(self, prompts):
+        return torch.tensor([-1 if p == "" else 0 for p in prompts])
+
+    def eps(self, x_t, t, cond):
+        return torch.where((cond < 0)[:, None], 0.5 * x_t + 0.2, x_t)
+
+
+# Two samples at t = (0, 1), scale 3, by hand:
+#   x0 = (1, 2), eps = (0.5, -1): x_t = 0.8 x0 + 0.6 eps = (1.1, 1.0); eps_c = (1.1, 1.0),
+#   eps_u = (0.75, 0.7), eps_cfg = eps_u + 3 (eps_c - eps_u) = (1.8, 1.6), minus eps: (1.3, 2.6)
+#   x0 = (-1, 0.5), eps = (1, 1): x_t = 0.6 x0 + 0.8 eps = (0.2, 1.1); eps_c = (0.2, 1.1),
+#   eps_u = (0.3, 0.75), eps_cfg = (0.0, 1.8), minus eps: (-1.0, 0.8)
+_X0 = torch.tensor([[1.0, 2.0], [-1.0, 0.5]], dtype=torch.float64)
+_EPS = torch.tensor([[0.5, -1.0], [1.0, 1.0]], dtype=torch.float64)
+_T = torch.tensor([0, 1])
+_COND = torch.tensor([0, 0])
+_G = {  # w(t) (eps_cfg - eps) per weighting
+    "uniform": [[1.3, 2.6], [-1.0, 0.8]],
+    "sds": [[0.36 * 1.3, 0.36 * 2.6], [0.64 * -1.0, 0.64 * 0.8]],  # w = 1 - abar
+    "snr": [[4 / 3 * 1.3, 4 / 3 * 2.6], [0.75 * -1.0, 0.75 * 0.8]],  # w = a_t / s_t
+    # w = (s_t / a_t) / mean|x0 - x0_hat|, x0_hat = (x_t - s_t eps_cfg) / a_t of the teacher:
+    # (0.025, 0.05), mean|x0 - x0_hat| = 1.4625, w = 0.75 / 1.4625 = 20 / 39;
+    # (1/3, -17/30), mean|x0 - x0_hat| = 1.2, w = (4/3) / 1.2 = 10 / 9
+    "dmd": [[2 / 3, 4 / 3], [-10 / 9, 8 / 9]],
+}
+
+
 @pytest.mark.parametrize("weighting", ["sds", "uniform", "snr", "dmd"])
-def test_ikl_with_the_dirac_fake_score_is_sds(weighting):
-    """Diff-Instruct Corollary 3.4, to float64 round-off."""
-    teacher = gmm_preset("ring8")
-    x0, t, eps, cond = _draws(1024, 0)
-    sds = make_guidance("sds", teacher, weighting=weighting, cfg_scale=7.5)
-    ikl = make_guidance("ikl", teacher, fake="dirac", weighting=weighting, cfg_scale=7.5)
-    g_sds, g_ikl = sds.grad(x0, t, eps, cond)[0], ikl.grad(x0, t, eps, cond)[0]
-    assert g_sds.abs().max() > 1e-3  # a real gradient, not two zeros
-    assert (g_sds - g_ikl).abs().max().item() <= 1e-6
+@pytest.mark.parametrize("name", ["sds", "ikl"])
+def test_sds_and_ikl_with_the_dirac_fake_score_give_the_hand_computed_g(name, weighting):
+    """Diff-Instruct Corollary 3.4: the dirac fake score's eps is the drawn noise, so IKL's g is
+    SDS's; both against w(t) (eps_u + 3 (eps_c - eps_u) - eps) worked out above."""
+    options = {"fake": "dirac"} if name == "ikl" else {}
+    guidance = make_guidance(name, _LinearTeacher(), weighting=weighting, cfg_scale=3.0, **options)
+    g, _ = guidance.grad(_X0, _T, _EPS, _COND)
+    assert torch.allclose(g, torch.tensor(_G[weighting], dtype=torch.float64), atol=1e-12)
+
+
+def test_dmd_weighting_reads_the_teachers_x0_hat_not_the_fakes():
+    """With a fake eps of 0 the two x0_hat differ: the teacher's gives w = 20/39 and 10/9 (as
+    above), so g = w eps_cfg = (20/39 (1.8, 1.6), 10/9 (0, 1.8)); the fake's, x_t / a_t, would
+    give w = 0.75 / 0.5625 and (4/3) / (4/3), i.e. (2.4, 2.133) and (0, 1.8)."""
+    ikl = make_guidance("ikl", _LinearTeacher(), fake="dirac", weighting="dmd", cfg_scale=3.0)
+    g, _ = ikl.grad(_X0, _T, _EPS, _COND, e_fake=torch.zeros_like(_X0))
+    expected = [[20 / 39 * 1.8, 20 / 39 * 1.6], [0.0, 10 / 9 * 1.8]]
+    assert torch.allclose(g, torch.tensor(expected, dtype=torch.float64), atol=1e-12)
 
 
 def test_injected_loss_has_gradient_g_over_batch():
@@ -184,6 +226,21 @@ def test_a_fake_score_from_scratch_is_warmed_up_and_a_teacher_copy_is_not():
 
     copy = make_guidance("ikl", Net())
     assert isinstance(copy.fake, TeacherCopy) and _optimizer_steps(copy, torch.zeros(4, 2)) == 1
+
+
+def test_fake_warmup_is_that_many_extra_steps_on_the_first_call_only():
+    """fake_warmup=3 on an MLP (whose default is 200) and 4 on a teacher copy (default 0): the
+    first update takes k + warm-up optimizer steps, later ones k, and a fake score restored
+    from a checkpoint is warm already."""
+    x0 = torch.zeros(4, 2)
+    mlp = make_guidance("ikl", gmm_preset("ring8"), dim=2, fake="mlp", fake_warmup=3, fake_steps=2)
+    assert _optimizer_steps(mlp, x0) == 2 + 3
+    assert _optimizer_steps(mlp, x0) == 2
+    resumed = make_guidance("ikl", gmm_preset("ring8"), dim=2, fake="mlp", fake_warmup=3)
+    resumed.load_state_dict(mlp.state_dict())
+    assert _optimizer_steps(resumed, x0) == 1
+    net = make_guidance("ikl", _NetTeacher(), fake="teacher", fake_warmup=4)
+    assert _optimizer_steps(net, x0, torch.zeros(4, dtype=torch.long)) == 1 + 4
 
 
 def test_cfg_scales_that_are_negative_or_not_finite_are_refused():
