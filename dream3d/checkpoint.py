@@ -5,12 +5,14 @@ stateful part (an ``nn.Module``, optimizer, scheduler, guidance: anything with
 ``state_dict``/``load_state_dict``; a ``torch.Generator`` by ``get_state``/``set_state``) is
 stored as its state, every other value (numbers, lists, dicts of tensors) as is. Writes are
 atomic (a temporary file, then ``os.replace``), so a crash mid-write keeps the last good
-checkpoint. A file that is missing, corrupt or not a checkpoint is one ValueError line.
+checkpoint. A file that is missing, cut short, damaged (its zip checksums) or not a checkpoint
+is one ValueError line.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -51,9 +53,19 @@ def read_checkpoint(path: Path | str) -> dict[str, Any]:
         raise ValueError(f"cannot resume: no checkpoint at {path}")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
         raise _not_checkpoint(path, "not a torch.save archive: another format, or cut short")
+    try:  # every member's CRC: torch.load checks none, so a flipped byte would load as a weight
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except Exception as err:  # zip, I/O and decompression errors
+        raise _not_checkpoint(path, _reason(err)) from None
+    if damaged is not None:
+        raise _not_checkpoint(path, f"damaged: {damaged} fails its checksum")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a zip but not torch's: pickle, zip and runtime errors
+    except pickle.UnpicklingError:  # torch's message is a page about its 2.6 defaults
+        reason = "weights_only=True refuses it: objects beyond tensors and plain values"
+        raise _not_checkpoint(path, reason) from None
+    except Exception as err:  # a zip but not torch's: zip and runtime errors
         raise _not_checkpoint(path, _reason(err)) from None
     if not isinstance(blob, dict):
         raise _not_checkpoint(path, f"it holds a {type(blob).__name__}, not a dict")

@@ -2,7 +2,8 @@
 
 Each component owns a dataclass holding the one default of each of its settings; an
 experiment's config nests them. ``from_dict`` builds such a tree from a dict, checking every
-key and the type of every value (ranges are the dataclasses' own ``__post_init__`` checks),
+key and the type of every value (ranges are the dataclasses' own ``__post_init__`` checks,
+or an experiment's table of the settings its components leave unchecked: ``check_ranges``),
 so bad input is one ValueError naming the setting, whatever the door: yaml, the command
 line or Python. A field whose metadata names ``variants`` (name -> config class, read from
 a registry) holds the config of the variant named by the dict's ``name`` key.
@@ -173,6 +174,48 @@ def _scalar(value, hint, where: str):
     if result is None:
         raise ValueError(f"{where}: expected {expected}, got {value!r}")
     return result
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """Where a number setting may lie: from ``low`` to ``high``, each end in or out."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False  # ``low`` itself is out of range
+    high_open: bool = False  # ``high`` itself is out of range
+
+    def __contains__(self, x: float) -> bool:
+        above = x > self.low if self.low_open else x >= self.low
+        below = x < self.high if self.high_open else x <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        if self.high == math.inf:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        ends = ("(" if self.low_open else "[", ")" if self.high_open else "]")
+        return f"in {ends[0]}{self.low:g}, {self.high:g}{ends[1]}"
+
+
+AT_LEAST_1 = Range(1)  # counts and sizes
+NON_NEGATIVE = Range(0)  # weights, thresholds, step counts that may be zero
+POSITIVE = Range(0, low_open=True)  # rates, lengths, scales
+UNIT = Range(0, 1)  # probabilities and fractions
+
+
+def check_ranges(config, ranges: dict[str, Range]) -> None:
+    """A ValueError naming the first setting of ``ranges`` (dotted paths into ``config``)
+    whose number, or one of whose numbers, is out of its range. A path ``config`` lacks (a
+    setting of another variant) and an unset (None) value are skipped."""
+    missing = object()
+    for path, allowed in ranges.items():
+        value = config
+        for part in path.split("."):
+            value = getattr(value, part, missing)
+        numbers = value if isinstance(value, tuple) else (value,)
+        for x in numbers:
+            if x is not missing and x is not None and x not in allowed:
+                raise ValueError(f"{path} must be {allowed}, got {x}")
 
 
 def to_dict(config) -> dict:

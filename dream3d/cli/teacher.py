@@ -38,6 +38,12 @@ def add_parsers(sub, positive_int) -> None:
     jt.add_argument("--steps", type=positive_int, default=JudgeTrainJob.steps)
     jt.add_argument("--batch", type=positive_int, default=JudgeTrainJob.batch)
     jt.add_argument("--seed", type=int, default=JudgeTrainJob.seed)
+    jt.add_argument(
+        "--held-out",
+        type=positive_int,
+        default=JudgeTrainJob.held_out,
+        help=f"fresh renders it is scored on (default {JudgeTrainJob.held_out})",
+    )
     jt.add_argument("--quiet", action="store_true")
 
 

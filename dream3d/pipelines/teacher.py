@@ -156,11 +156,12 @@ class JudgeTrainJob:
     steps: int = 1500  # optimizer steps
     batch: int = 64  # renders per step
     seed: int = 0  # seeds the init and the batches (the held-out set: seed + 12345)
+    held_out: int = JUDGE_HELD_OUT  # fresh renders the trained judge is scored on
     progress: bool = True  # progress bar
 
     def __post_init__(self):
         self.out = Path(self.out)
-        _check_positive(self, "steps", "batch")
+        _check_positive(self, "steps", "batch", "held_out")
 
 
 def train_tiny(job: TinyTrainJob) -> dict:
@@ -299,8 +300,8 @@ def train_judge(job: JudgeTrainJob) -> dict:
     judge = Judge(JudgeConfig(objects=list(OBJECTS), colours=list(COLOURS)))
     batch = judge_batch(32)
     history = fit_judge(judge, batch, job.steps, job.batch, seed=job.seed, progress=job.progress)
-    held_out = torch.Generator().manual_seed(job.seed + 12345)
-    images, obj, col = batch(JUDGE_HELD_OUT, held_out)
+    rng = torch.Generator().manual_seed(job.seed + 12345)  # held-out renders of their own
+    images, obj, col = batch(job.held_out, rng)
     names_o = [OBJECTS[i] for i in obj.tolist()]
     names_c = [list(COLOURS)[i] for i in col.tolist()]
     metrics = {"held_out": accuracy(judge, images, names_o, names_c), "history": history}

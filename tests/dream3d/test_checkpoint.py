@@ -76,21 +76,47 @@ def _other_zip(path):
         archive.writestr("notes.txt", "not a checkpoint")
 
 
-BAD_FILES = {
-    "random bytes": lambda p: p.write_bytes(torch.randint(0, 256, (999,)).byte().numpy().tobytes()),
-    "a text file": lambda p: p.write_text("step: 3\nhistory: []\n"),
-    "truncated": _truncated,
-    "not a dict": lambda p: torch.save(torch.zeros(3), p),
-    "an empty file": lambda p: p.write_bytes(b""),
-    "another zip archive": _other_zip,
+def _flipped_byte(path):
+    """A byte of a weight flipped, as a bad disk would: the archive stays whole."""
+    run = _run(0)
+    save_checkpoint(path, **run, step=1)
+    data = bytearray(path.read_bytes())
+    at = data.index(run["net"][0].weight.detach().numpy().tobytes())
+    data[at + 5] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert zipfile.is_zipfile(path)  # torch.load alone would load the wrong weight
+
+
+class _NotState:
+    pass
+
+
+BAD_FILES = {  # name: (how the file is made, the reason the message gives)
+    "random bytes": (
+        lambda p: p.write_bytes(torch.randint(0, 256, (999,)).byte().numpy().tobytes()),
+        "not a torch.save archive",
+    ),
+    "a text file": (lambda p: p.write_text("step: 3\nhistory: []\n"), "not a torch.save"),
+    "truncated": (_truncated, "not a torch.save archive: another format, or cut short"),
+    "not a dict": (lambda p: torch.save(torch.zeros(3), p), "it holds a Tensor, not a dict"),
+    "an empty file": (lambda p: p.write_bytes(b""), "not a torch.save archive"),
+    "another zip archive": (_other_zip, "file in archive is not in a subdirectory: notes.txt"),
+    "a flipped byte": (_flipped_byte, "/data/0 fails its checksum)"),  # the weight it hit
+    "a pickled object": (
+        lambda p: torch.save({"step": _NotState()}, p),
+        "weights_only=True refuses it: objects beyond tensors and plain values",
+    ),
 }
 
 
-@pytest.mark.parametrize("make", BAD_FILES.values(), ids=BAD_FILES.keys())
-def test_a_file_that_is_not_a_checkpoint_is_one_clear_line(tmp_path, make):
+@pytest.mark.parametrize("make, reason", BAD_FILES.values(), ids=BAD_FILES.keys())
+def test_a_file_that_is_not_a_checkpoint_is_one_clear_line(tmp_path, make, reason):
     path = tmp_path / "checkpoint.pt"
     make(path)
-    _one_line_error(path, "cannot resume: .* is not a dream3d checkpoint \\(", **_run(1))
+    before = path.read_bytes()
+    message = _one_line_error(path, "cannot resume: .* is not a dream3d checkpoint \\(", **_run(1))
+    assert reason in message
+    assert path.read_bytes() == before  # left as it was, for a look
 
 
 def test_missing_parts_keys_and_files(tmp_path):

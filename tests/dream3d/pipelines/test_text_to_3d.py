@@ -86,11 +86,30 @@ def test_changing_the_guidance_of_a_saved_run_starts_from_the_new_ones_defaults(
         ({"device": "tpu"}, "device: 'tpu' is not one of: cpu, cuda"),
         ({"teacher": {"name": "oracle", "per_view": 0}}, "per_view must be >= 1, got 0"),
         ({"outputs": {"video_frames": 0}}, "video_frames must be >= 1, got 0"),
+        # the run's RANGES table: settings their own configs leave unchecked
+        ({"nerf": {"render": {"samples": 0}}}, "nerf.render.samples must be >= 1, got 0"),
+        ({"nerf": {"size": -32}}, "nerf.size must be >= 1, got -32"),
+        ({"nerf": {"field": {"grid": {"levels": 0}}}}, "nerf.field.grid.levels must be >= 1"),
+        ({"nerf": {"field": {"bound": 0}}}, "nerf.field.bound must be > 0, got 0.0"),
+        ({"nerf": {"cameras": {"radius": [2.6, -1]}}}, "nerf.cameras.radius must be > 0, got -1"),
+        ({"nerf": {"cameras": {"fov": 180}}}, "nerf.cameras.fov must be in (0, 180), got 180"),
+        ({"nerf": {"render": {"background": [1, 1, 2]}}}, "background must be in [0, 1], got 2"),
+        ({"nerf": {"render": {"shading": {"albedo_prob": 1.5}}}}, "albedo_prob must be in [0, 1]"),
+        ({"nerf": {"reg": {"orient": -10}}}, "nerf.reg.orient must be >= 0, got -10.0"),
+        ({"guidance": {"t_max_end": 0}}, "guidance.t_max_end must be in (0, 1], got 0.0"),
+        ({"guidance": {"fake_size": 0}}, "guidance.fake_size must be >= 1, got 0"),
+        ({"train": {"log_every": 0}}, "train.log_every must be >= 1, got 0"),
+        ({"outputs": {"mesh": {"resolution": 1}}}, "outputs.mesh.resolution must be >= 2, got 1"),
     ],
 )
 def test_bad_values_name_their_setting(overrides, words):
-    with pytest.raises(ValueError, match=re.escape(words)):
+    with pytest.raises(ValueError, match=re.escape(words)) as err:
         resolve("a chair", overrides=overrides)
+    assert "\n" not in str(err.value)
+    edges = {"nerf": {"render": {"samples": 1}, "field": {"layers": 0}}, "train": {"steps": 1}}
+    edges["nerf"]["cameras"] = {"elevation": [-90, 90], "fov": 179.9}
+    config = resolve("a chair", overrides=edges)  # the ends of each range are in it
+    assert config.nerf.render.samples == 1 and config.nerf.cameras.elevation == (-90, 90)
 
 
 def test_numbers_given_as_text_or_whole_numbers_are_read_as_their_type():
