@@ -1,3 +1,5 @@
+import math
+
 import imageio_ffmpeg
 import numpy as np
 import pytest
@@ -51,10 +53,22 @@ def test_unknown_suffix(tmp_path):
         write_video(moving_square(2, 8), tmp_path / "a.avi")
 
 
-def test_turntable_cameras():
-    cameras = turntable_cameras(8)
-    assert cameras.azimuth.tolist() == [-180, -135, -90, -45, 0, 45, 90, 135]
-    assert cameras.elevation.tolist() == [15.0] * 8
-    assert cameras.radius.tolist() == pytest.approx([2.8] * 8)
-    assert cameras.fov == CameraConfig().fov
-    assert turntable_cameras(3, elevation=30, radius=2.0).radius.tolist() == [2.0] * 3
+def test_turntable_cameras_go_once_round_at_the_asked_height_and_distance():
+    s3 = math.sqrt(3)  # elevation 30 at radius 2: height 2 sin 30 = 1, ground radius 2 cos 30
+    four = turntable_cameras(4, elevation=30, radius=2.0).origins
+    expected = [[-s3, 0, 1], [0, -s3, 1], [s3, 0, 1], [0, s3, 1]]  # back, right, front, left
+    assert torch.allclose(four, torch.tensor(expected), atol=1e-5)
+    config = CameraConfig(radius=(2.0, 4.0), fov=55.0)
+    for n in (3, 7, 30):
+        cams = turntable_cameras(n, config=config)
+        o = cams.origins.double()
+        assert cams.fov == 55.0 and len(cams) == n
+        assert o.norm(dim=1).tolist() == pytest.approx([3.0] * n)  # the middle of (2, 4)
+        assert o[:, 2].tolist() == pytest.approx([3 * math.sin(math.radians(15))] * n)
+        # each step turns the same 360 / n degrees the same way round, so n steps close the
+        # circle exactly once: no frame repeats and none is missing
+        angle = torch.atan2(o[:, 1], o[:, 0])
+        turn = torch.remainder(angle.roll(-1) - angle, 2 * math.pi)
+        assert turn.tolist() == pytest.approx([2 * math.pi / n] * n)
+        chord = 2 * 3 * math.cos(math.radians(15)) * math.sin(math.pi / n)
+        assert torch.cdist(o, o).add(torch.eye(n) * 99).min() == pytest.approx(chord, rel=1e-5)

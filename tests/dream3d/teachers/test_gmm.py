@@ -66,8 +66,20 @@ def test_prompts():
         gmm_preset("spiral")
 
 
-def test_float32_eps_is_finite_far_from_a_thin_ring():
+def test_float32_eps_far_from_a_thin_ring_is_the_nearest_components_by_hand():
+    """At (40, -30), 48 from the ring, the nearest of the 256 components (k = -26: the point's
+    angle is -26.22 steps of 2 pi / 256) outweighs the next by e^-20, so in float64 by hand
+    eps = s (x - a mu_k) / (a^2 sigma^2 + s^2) with abar_0 = 1 - 0.00085; float32 densities
+    of that far point underflow, float32 eps must not. At the centre the ring's symmetry
+    gives 0 (to the ~1e-7 wobble of the preset's float32 means)."""
     teacher = gmm_preset("thin-ring")
     x = torch.tensor([[40.0, -30.0], [0.0, 0.0]])
     eps = teacher.eps(x, torch.tensor([0, 0]))
     assert eps.dtype == torch.float32 and torch.isfinite(eps).all()
+    abar = 1 - 0.00085
+    a, s = math.sqrt(abar), math.sqrt(1 - abar)
+    angle = -26 * 2 * math.pi / 256
+    var = abar * 1e-3**2 + (1 - abar)
+    expected = [s * (40 - a * 2 * math.cos(angle)) / var, s * (-30 - a * 2 * math.sin(angle)) / var]
+    assert eps[0].tolist() == pytest.approx(expected, rel=1e-5)  # (1315.37, -986.98)
+    assert eps[1].abs().max() < 1e-3

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -12,13 +14,37 @@ from generators.nerf.field import (
 )
 
 
-def test_level_resolutions_follow_instant_ngp():
-    cpu = HashGridConfig()
-    cuda = HashGridConfig(levels=16, log2_table=19, max_resolution=2048)  # threestudio's
-    assert cpu.growth == pytest.approx((128 / 16) ** (1 / 5))  # 1.515717
-    # 16 b = 24.25, 16 b^5 = 128 (the + 1e-6 keeps floor from landing on 127)
-    assert [cpu.resolution(level) for level in (0, 1, 5)] == [16, 24, 128]
-    assert cuda.growth == pytest.approx(128 ** (1 / 15)) and cuda.resolution(15) == 2048
+@pytest.mark.parametrize(
+    "levels, n_min, n_max, expected",
+    [
+        (3, 16, 64, [16, 32, 64]),  # b = (64 / 16)^(1/2) = 2
+        (4, 10, 80, [10, 20, 40, 80]),  # b = 8^(1/3) = 2
+        (3, 10, 35, [10, 18, 35]),  # b = 3.5^(1/2) = 1.8708: 18.708 floors to 18
+        # the CPU default, b = 8^(1/5) = 1.515717: 16 b^k = 16, 24.25, 36.76, 55.72, 84.45,
+        # 128; b^5 comes out 127.99999999999996 in floats, floored to 127 without the 1e-6
+        (6, 16, 128, [16, 24, 36, 55, 84, 128]),
+        (1, 16, 128, [16]),  # one level: b = 1, no division by L - 1 = 0
+        # threestudio's CUDA grid, b = 128^(1/15): 16 b^l = 16 2^(7 l / 15) to 40 digits is
+        # 16, 22.11, 30.55, 42.22, 58.35, 80.63, 111.43, 153.99, 212.80, 294.07, 406.37,
+        # 561.57, 776.05, 1072.43, 1482.004, 2048 (a hair under in floats)
+        (
+            16,
+            16,
+            2048,
+            [16, 22, 30, 42, 58, 80, 111, 153, 212, 294, 406, 561, 776, 1072, 1482, 2048],
+        ),
+    ],
+)
+def test_level_resolutions_follow_instant_ngp(levels, n_min, n_max, expected):
+    """N_l = floor(N_min b^l), b = (N_max / N_min)^(1 / (L - 1)) (Instant-NGP eqs. 2, 3)."""
+    config = HashGridConfig(levels=levels, base_resolution=n_min, max_resolution=n_max)
+    assert [config.resolution(level) for level in range(levels)] == expected
+    grid = HashGrid(replace(config, log2_table=12))
+    assert grid.resolutions == expected
+    # a level is indexed densely while its (N_l + 1)^3 vertices fit the 4096 table rows
+    assert [grid.dense(level) for level in range(levels)] == [
+        (n + 1) ** 3 <= 4096 for n in expected
+    ]
 
 
 def test_hash_grid_shape_init_and_seed():

@@ -28,7 +28,7 @@ from generators.nerf.render import (
     update_occupancy_grid,
     volume_weights,
 )
-from scenes.render import AMBIENT, DIFFUSE, LIGHT
+from scenes.render import shade as scene_shade
 
 FRONT = Cameras(torch.tensor([0.0]), torch.tensor([0.0]), torch.tensor([2.8]), 40.0)
 
@@ -151,17 +151,23 @@ def test_nerfacc_batched_matches_the_reference():
 
 
 def test_shading_by_hand_and_the_toy_world_light():
-    config = ShadingConfig()
-    assert config.light == LIGHT and config.ambient == AMBIENT
-    assert 1 - config.ambient == pytest.approx(DIFFUSE)
-    light = torch.nn.functional.normalize(torch.tensor(config.light), dim=0)
-    normals = torch.stack([light, -light, torch.tensor([0.8, -0.6, 0.0])])
-    # n.l = 1, -1 and (0.4 - 0.21) / |(0.5, 0.35, 0.8)| = 0.19 / 1.006231 = 0.188823
-    albedo = torch.tensor([0.5, 0.2, 1.0]).expand(3, 3)
+    """rho (0.4 + 0.6 max(0, n.l)) with l = (0.5, 0.35, 0.8) / 1.006231, the toy world's light:
+    a NeRF of the true shape and albedo shades as the ground-truth renders do."""
+    up, side = torch.tensor([0.0, 0.0, 1.0]), torch.tensor([0.8, -0.6, 0.0])
+    light = torch.tensor([0.5, 0.35, 0.8]) / 1.006231
+    normals = torch.stack([light, -light, side, up])
+    # n.l = 1, -1 (lit by ambient alone), (0.4 - 0.21) / 1.006231 = 0.188823, 0.8 / 1.006231
+    lambert = torch.tensor([1.0, 0.0, 0.188823, 0.795046])
+    albedo = torch.tensor([0.5, 0.2, 1.0]).expand(4, 3)
     lit = shade(albedo, normals, "lambertian")
-    expected = torch.tensor([1.0, 0.4, 0.4 + 0.6 * 0.188823])[:, None] * albedo
+    expected = (0.4 + 0.6 * lambert)[:, None] * albedo  # rows 1.0, 0.4, 0.513294, 0.877028
     assert torch.allclose(lit, expected, atol=1e-5)
     assert torch.allclose(shade(albedo, normals, "textureless"), expected / albedo, atol=1e-5)
+    truth = scene_shade(torch.ones(1, 1, 4, dtype=torch.bool), normals[None, None], albedo[:1])
+    assert torch.allclose(truth[0, :, 0].T, lit, atol=1e-6)  # (3, 1, 4) -> (4, 3)
+    below = ShadingConfig(light=(0.0, 0.0, -2.0), ambient=0.1)  # l = -z: only -light faces it
+    lit_below = shade(albedo, normals, "textureless", below)[:, 0].tolist()
+    assert lit_below == pytest.approx([0.1, 0.1 + 0.9 * 0.8 / 1.006231, 0.1, 0.1], abs=1e-5)
     assert torch.equal(shade(albedo, None, "albedo"), albedo)
     with pytest.raises(ValueError, match="normals"):
         shade(albedo, None, "lambertian")
