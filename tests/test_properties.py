@@ -19,9 +19,7 @@ from hypothesis import strategies as st
 
 from dream3d.config import from_dict, to_dict
 from dream3d.diffusion import SCHEDULES, add_noise, alphas_cumprod, eps_from_prediction, predict_x0
-from dream3d.guidance import GUIDANCES
 from dream3d.pipelines.text_to_3d import TextTo3DConfig
-from dream3d.pipelines.world import TEACHERS
 from generators.nerf.render import composite, volume_weights
 from scenes.score import iou
 
@@ -52,9 +50,10 @@ def test_predict_x0_inverts_add_noise_for_any_x0_eps_and_t(case):
     # x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, by hand from the schedule's table
     ab = abar[t][:, None]
     assert torch.allclose(x_t, ab.sqrt() * x0 + (1 - ab).sqrt() * eps, rtol=0, atol=1e-12)
-    # 1 / a_t <= 1 / sqrt(abar_999) ~ 15 scales round-off of |x_t| <= 100 by at most ~1e-12
-    assert torch.allclose(predict_x0(x_t, t, eps, abar), x0, rtol=0, atol=1e-10)
+    # 1 / a_t <= 1 / sqrt(abar_999) = 157 (DDPM's linear schedule) scales round-off of
+    # |x_t| <= 100 to ~1e-12
     x0_back = predict_x0(x_t, t, eps, abar)
+    assert torch.allclose(x0_back, x0, rtol=0, atol=1e-10)
     assert torch.allclose(add_noise(x0_back, t, eps, abar), x_t, rtol=0, atol=1e-10)
 
 
@@ -105,8 +104,7 @@ def test_compositing_weights_are_non_negative_and_sum_to_the_opacity(case):
 
 
 @FAST
-@given(st.integers(0, 24).flatmap(lambda n: st.lists(st.tuples(st.booleans(), st.booleans()),
-                                                     min_size=n, max_size=n)))  # fmt: skip
+@given(st.lists(st.tuples(st.booleans(), st.booleans()), max_size=24))  # (in a, in b) per item
 def test_iou_is_the_set_ratio_symmetric_and_one_on_itself(pairs):
     a = torch.tensor([p for p, _ in pairs], dtype=torch.bool)
     b = torch.tensor([q for _, q in pairs], dtype=torch.bool)
@@ -181,7 +179,6 @@ PROMPTS = st.one_of(
 @settings(max_examples=50, deadline=None)
 @given(_node(TextTo3DConfig), PROMPTS)
 def test_any_text_to_3d_config_survives_a_yaml_round_trip(tree, prompt):
-    assert set(GUIDANCES) == {"sds", "ikl"} and "tiny" in TEACHERS  # what the tree draws from
     try:
         config = from_dict(TextTo3DConfig, tree | {"prompt": prompt})
     except ValueError:  # a range check said no (steps 0, t_min > t_max, ...): not a config

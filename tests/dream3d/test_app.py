@@ -21,8 +21,11 @@ from dream3d.app import TABLE, AppConfig, serve  # noqa: E402
 FAST = {  # the preset of these tests: a few seconds of training, every output
     "train": {"steps": 8, "save_every": 4},
     "nerf": {"render": {"samples": 16, "shading": {"warmup": 4}}},
+    "outputs": {"views_size": 32, "views_samples": 16},  # the outputs menu leaves these
 }
 ARGS = {"teacher": "oracle", "steps": 8, "seed": 0, "cfg_sds": 20, "cfg_ikl": 7.5}
+TINY = {"video_frames": 4, "video_size": 32, "video_samples": 8, "mesh": {"resolution": 32}}
+WARMUP = 10  # the oracle's fake UNet warms up 200 steps in a run; tests/dream3d/guidance test it
 
 
 def _free_port() -> int:
@@ -32,28 +35,64 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    """The app on a free port with the test preset; yields (url, its output root)."""
-    root = tmp_path_factory.mktemp("app")
+def spans():
+    """Job folder name -> (start, end) of its ``compare``, timed once it holds a slot (end None
+    while it runs). For speed alone, the outputs menu gets a "tiny" choice and the oracle's
+    IKL fake a short warm-up."""
+    from dream3d.app import RESOLUTIONS
+    from dream3d.guidance import ikl
+    from dream3d.pipelines import compare as compare_module
+
+    seen, real = {}, compare_module.compare
+
+    def timed(config, seeds, out, **kw):
+        start = seen[out.name] = (time.perf_counter(), None)  # (start, end): None till it ends
+        try:
+            return real(config, seeds, out, **kw)
+        finally:
+            seen[out.name] = (start[0], time.perf_counter())
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(compare_module, "compare", timed)
+        patch.setitem(RESOLUTIONS, "tiny", TINY)
+        patch.setattr(ikl, "WARMUP_FROM_SCRATCH", WARMUP)
+        yield seen
+
+
+def _serve(root: Path, concurrency: int = 1):
+    """The app on a free port with the test preset: (its page, url, output root)."""
     preset = root / "fast.yaml"
     preset.write_text(yaml.safe_dump(FAST))
     port = _free_port()
-    page = serve(AppConfig(out=root / "out", preset=str(preset)), port=port, block=False)
-    yield f"http://127.0.0.1:{port}/", root / "out"
+    app = AppConfig(out=root / "out", preset=str(preset), concurrency=concurrency)
+    page = serve(app, port=port, block=False)
+    return page, f"http://127.0.0.1:{port}/", root / "out"
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, spans):
+    """The app (concurrency 1) with the test preset; yields (url, its output root)."""
+    page, url, out = _serve(tmp_path_factory.mktemp("app"))
+    yield url, out
     page.close()
 
 
 def _submit(url: str, prompt: str, **kw):
     args = ARGS | kw
     client = Client(url, verbose=False)
-    return client.submit(prompt, *args.values(), "draft", api_name="/run_both")
+    return client.submit(prompt, *args.values(), "tiny", api_name="/run_both")
+
+
+def _folder(status: str) -> str:
+    """The job folder's name from a final status line (it ends with the folder in backticks)."""
+    return status.rsplit("`", 2)[1].split("/")[-1]
 
 
 def _pair_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("dream3d compare-")]
 
 
-def test_two_clients_at_once_both_get_two_meshes_and_two_score_rows(app):
+def test_two_clients_at_once_both_get_two_meshes_and_two_score_rows(app, spans):
     """The second waits in the queue (concurrency 1) and says its place; both finish."""
     url, root = app
     first = _submit(url, "a red cube")
@@ -65,10 +104,12 @@ def test_two_clients_at_once_both_get_two_meshes_and_two_score_rows(app):
             ranks.add(status.rank)
         time.sleep(0.2)
     assert ranks == {0}  # waited, first in line, while the first job ran
+    folders = []
     for job, prompt, seed in ((first, "a red cube", 0), (second, "a blue sphere", 3)):
         status, table, *panes = job.result(timeout=600)
         assert "**SDS** done · **IKL** done" in status
-        folder = root / status.rsplit("`", 2)[1].split("/")[-1]
+        folder = root / _folder(status)
+        folders.append(folder.name)
         assert table["headers"] == list(TABLE) and len(table["data"]) == 2
         for row, guidance, pane in zip(table["data"], ("sds", "ikl"), (panes[:7], panes[7:])):
             metrics = json.loads((folder / f"{guidance}-{seed}" / "metrics.json").read_text())
@@ -86,6 +127,33 @@ def test_two_clients_at_once_both_get_two_meshes_and_two_score_rows(app):
                 "mesh.ply",
             ]
         assert (folder / "compare.md").is_file() and (folder / "compare.mp4").is_file()
+    assert spans[folders[0]][1] <= spans[folders[1]][0]  # one after the other
+
+
+def test_with_concurrency_2_two_clients_train_at_once(tmp_path, spans):
+    """``--concurrency 2``: neither waits for the other; both train at once (then cancel)."""
+    page, url, root = _serve(tmp_path, concurrency=2)
+    try:
+        jobs = [_submit(url, p, steps=2000) for p in ("a red cube", "a blue sphere")]
+        deadline = time.time() + 120
+        while time.time() < deadline and len(_started(spans, root)) < 2:
+            time.sleep(0.2)
+        started = _started(spans, root)
+        assert len(started) == 2, "both runs started"
+        assert all(end is None for _, end in started.values()), "before either ended"
+        for job in jobs:
+            job.cancel()
+        deadline = time.time() + 60
+        while _pair_threads() and time.time() < deadline:
+            time.sleep(0.5)
+        assert not _pair_threads(), "both stopped"
+    finally:
+        page.close()
+
+
+def _started(spans: dict, root: Path) -> dict:
+    """The spans of the jobs in ``root`` that have started."""
+    return {p.name: spans[p.name] for p in root.glob("compare-*") if p.name in spans}
 
 
 def test_a_cancelled_client_stops_its_run_and_the_app_goes_on_serving(app):
@@ -222,11 +290,16 @@ def run_in_browser(
 
 
 def test_in_chromium_a_prompt_and_run_both_give_both_result_panes(app, tmp_path):
-    url, _ = app
+    url, root = app
     shot = Path(os.environ.get("DREAM3D_SHOT", tmp_path / "app.png"))
-    rows = run_in_browser(url, "a blue cube", shot, "draft", wait=300, webgl=False)
+    rows = run_in_browser(url, "a blue cube", shot, "tiny", wait=300, webgl=False)
     assert [row[:2] for row in rows] == [["sds", "0"], ["ikl", "0"]]
-    assert all(0 <= float(row[3]) <= 1 for row in rows)  # silhouette IoU
+    (folder,) = root.glob("compare-a-blue-cube-*")
+    for row, guidance in zip(rows, ("sds", "ikl")):  # the page shows the runs' own scores
+        truth = json.loads((folder / f"{guidance}-0" / "metrics.json").read_text())["truth"]
+        shown = dict(zip(TABLE[2:6], map(float, row[2:6])))
+        assert shown == {k: truth[k] for k in TABLE[2:6]}  # occupancy, silhouette IoU, ...
+    assert rows[0][2:6] != rows[1][2:6]  # two guidances, two NeRFs
     from PIL import Image
 
     with Image.open(shot) as image:

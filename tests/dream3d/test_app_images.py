@@ -75,8 +75,8 @@ def test_sample_gives_three_grids_of_four_32px_images_and_the_ikl_one_is_side_by
     assert [name for name, _ in times] == names
     assert labels == [f"{name} — {s} s" for name, s in times]
     assert status.startswith("4 samples of 'a red chair', seed 0: ")
-    expected = side_by_side(PROMPT, 4, 0, weights)
-    assert list(expected) == names
+    expected = side_by_side(PROMPT, 4, 0, weights, ddim_steps=1)  # the same one-step columns
+    assert list(expected) == [*names[:2], "teacher DDIM 1"]
     ikl, sds = (grid_array(expected[name][0], **IMAGE_GRID) for name in names[:2])
     np.testing.assert_array_equal(grids[0], ikl)  # the same z: the same pixels
     np.testing.assert_array_equal(grids[1], sds)
