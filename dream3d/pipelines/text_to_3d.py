@@ -228,10 +228,10 @@ def text_to_3d(
     ``clock`` (dream3d.clock.Clock) times the phases of training and outputs (bench speed).
     """
     out = Path(out)
-    if resume and not (out / "checkpoint.pt").is_file():
-        raise ValueError(f"--resume: no checkpoint at {out / 'checkpoint.pt'}")
-    if resume:
-        read_checkpoint(out / "checkpoint.pt")  # a spoilt one fails before config.yaml is written
+    if resume:  # a missing or spoilt checkpoint fails before config.yaml is written
+        if not (out / "checkpoint.pt").is_file():
+            raise ValueError(f"--resume: no checkpoint at {out / 'checkpoint.pt'}")
+        read_checkpoint(out / "checkpoint.pt")
     spec, teacher, generator, guidance, cond_fn = build(config)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
