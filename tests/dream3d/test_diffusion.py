@@ -74,11 +74,19 @@ def test_t_range_outside_unit_interval_is_refused(bad):
         TimeConfig(t_range=bad)
 
 
+def test_a_range_of_one_t_and_the_whole_unit_interval_are_accepted():
+    assert TimeConfig(t_range=(0.5, 0.5)).t_range == (0.5, 0.5)  # t_min = t_max: one t
+    assert TimeConfig(t_range=(0.02, 1.0)).t_range == (0.02, 1.0)
+
+
 def test_unknown_names_list_the_choices():
-    with pytest.raises(ValueError, match="sds, uniform, snr, dmd"):
+    with pytest.raises(ValueError, match="unknown weighting 'nope'; choose one of: sds, uniform"):
         weight("nope", torch.ones(1))
     with pytest.raises(ValueError, match="none, linear, sqrt"):
         TimeConfig(anneal="cosine")
+    x, t = torch.ones(1, 2), torch.zeros(1).long()
+    with pytest.raises(ValueError, match="^unknown prediction 'x0'; choose one of: eps, v, sam"):
+        eps_from_prediction(x, x, t, None, "x0")
 
 
 def test_eps_from_each_prediction_by_hand():

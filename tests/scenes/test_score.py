@@ -12,6 +12,7 @@ from scenes.score import (
     grid_points,
     iou,
     nearest_colour,
+    nearest_variant,
     occupancy_iou,
     occupied,
     pose_grid,
@@ -93,6 +94,24 @@ def test_best_pose_iou_searches_only_the_poses_of_the_given_view_caption():
     assert got.tolist() == pytest.approx([expected, 1.0], abs=1e-6)
 
 
+def test_foreground_by_hand():
+    """A pixel is foreground when its darkest channel is more than 0.2 below white."""
+    pixels = [(1.0, 1.0, 1.0), (0.75, 0.9, 0.95), (0.85, 0.85, 0.85), (1.0, 0.79, 1.0), (0, 0, 0)]
+    images = torch.tensor(pixels).T.reshape(1, 3, 1, 5)
+    assert foreground(images).tolist() == [[[False, True, False, True, True]]]
+    assert foreground(images, level=0.1).tolist() == [[[False, True, True, True, True]]]
+
+
+def test_nearest_variant_names_the_chair_each_silhouette_was_made_of():
+    grid = pose_grid(step=45.0)
+    near = grid.radius == grid.radius.min()
+    k = int(((grid.azimuth == 45) & (grid.elevation == 35) & near).nonzero())  # a front pose
+    one = type(grid)(grid.azimuth[[k]], grid.elevation[[k]], grid.radius[[k]], grid.fov)
+    names = ["chair-tall", "chair-plain", "chair-arms", "chair-tall"]
+    masks = torch.cat([silhouette(name, one, 32)[:, 0] for name in names])
+    assert nearest_variant(masks, "chair", one.views() * 4, step=45.0) == names
+
+
 def test_distribution_scores_by_hand():
     from scenes.prompts import parse_prompt
     from scenes.score import distribution_scores
@@ -104,7 +123,7 @@ def test_distribution_scores_by_hand():
     assert d["n"] == 3 and d["modes"] == 3 and d["modes_possible"] == 24
     assert d["modes_expected"] == pytest.approx(24 * (1 - (23 / 24) ** 3), abs=1e-3)
     # variants (2/3, 1/3, 0) against (1/3, 1/3, 1/3): 0.5 (1/3 + 0 + 1/3)
-    assert d["variant_tv"] == pytest.approx(1 / 3, abs=1e-4)
+    assert d["variant_tv"] == 0.3333  # metrics.json keeps 4 decimals
     assert d["variant_tv_teacher"] == pytest.approx(1 / 3, abs=1e-4)  # (2/3, 1/3, 0) vs (1, 0, 0)
     # colours red 2/3, blue 1/3 against 1/8 each: 0.5 (13/24 + 5/24 + 6/8) = 0.75
     assert d["colour_tv"] == pytest.approx(0.75)

@@ -63,7 +63,7 @@ def test_after_a_step_the_camera_fake_reads_the_camera_and_the_plain_one_does_no
         ikl = _ikl(teacher, camera, share_draw=False)
         ikl.update_fake(x0, cond, 0.0, torch.Generator().manual_seed(0), pose=pose)
         with torch.no_grad():
-            e = ikl.fake.eps(same_x, t, cond[:1].expand(2, -1, -1), pose=pose)
+            e = ikl.eps_fake(same_x, t, cond[:1].expand(2, -1, -1), None, None, pose=pose)
         if camera:  # one Adam step moves the last layer by ~LR: 2.6e-5 here
             assert (e[0] - e[1]).abs().max() > 1e-6
         else:
@@ -105,6 +105,10 @@ def test_the_unet_fake_from_scratch_reads_the_camera_too():
     with torch.no_grad():
         e = ikl.fake.eps(x0[:1].expand(2, -1, -1, -1), torch.tensor([500, 500]), pose=pose)
     assert (e[0] - e[1]).abs().max() > 0
+    # it ignores the caption, so no weight reads one (a caption projection would be trained
+    # on nothing and carried in every checkpoint)
+    names = [name for name, _ in ikl.fake.named_parameters()]
+    assert names and not any("class_embedding" in name for name in names)
 
 
 def test_pose_features_by_hand():

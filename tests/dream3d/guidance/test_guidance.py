@@ -174,6 +174,18 @@ def test_teacher_copy_starts_at_the_teacher_and_trains_alone():
     assert ikl.grad(x0, t, eps, cond)[0].abs().max().item() > 1e-4
 
 
+def test_the_mlp_fake_score_reads_the_class_and_no_caption_is_the_empty_prompts_row():
+    torch.manual_seed(0)
+    fake = MLPScore(dim=2, steps=1000, hidden=16, layers=2, n_classes=3)
+    x_t, t = torch.randn(1, 2).expand(4, 2), torch.full((4,), 10)
+    with torch.no_grad():
+        e = fake.eps(x_t, t, torch.tensor([-1, 0, 1, 2]))  # "", then classes 0, 1, 2
+        e_none = fake.eps(x_t[:1], t[:1], None)
+    assert torch.allclose(e_none[0], e[0], atol=1e-6)
+    gaps = [(e[i] - e[j]).abs().max() for i in range(4) for j in range(i)]
+    assert min(gaps) > 1e-4  # each class has its own row
+
+
 def test_bad_options_are_refused_with_the_choices():
     teacher = gmm_preset("ring8")
     with pytest.raises(ValueError, match="sds, ikl"):

@@ -112,6 +112,20 @@ def test_fitting_moves_the_fake_and_not_one_weight_of_the_teacher(teacher):
     assert all(p.grad is None for p in teacher.parameters())
 
 
+def test_renders_reach_a_latent_teacher_through_its_encoder_and_a_pixel_teacher_as_they_are(
+    teacher,
+):
+    rgb = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    rgb.requires_grad_(True)
+    z = _ikl(teacher).to_teacher(rgb)
+    assert z.shape == (2, 4, 8, 8)  # the VAE's latents, 8x smaller
+    assert torch.allclose(z, teacher.encode_images(rgb.detach()), atol=1e-6)
+    z.square().sum().backward()  # the generator learns through the encoder
+    assert rgb.grad.abs().max() > 0
+    pixels = IKL(TinyTeacher(TinyConfig(size=8, block_out_channels=(8, 16), head_dim=8)))
+    assert pixels.to_teacher(rgb) is rgb
+
+
 def test_the_fake_holds_the_adapters_and_the_camera_alone(teacher):
     rank = 3
     unet = teacher.denoiser.unet

@@ -12,16 +12,19 @@ from generators.nerf.render import (
     ShadingConfig,
     composite,
     distortion_terms,
+    march_step,
     normal_smoothness,
     occupancy_grid,
     opaque_loss,
     packed_exclusive_sum,
     pick_shading,
+    ray_bounds,
     ray_box,
     ray_sphere,
     regularisers,
     render_image,
     render_rays,
+    resolve_backend,
     shade,
     sparsity_loss,
     stratified_samples,
@@ -103,6 +106,24 @@ def test_ray_bounds_by_hand():
     near, far = ray_box(o, d, 1.0)
     assert torch.allclose(near, torch.tensor([2.0, 0.0, 0.0, 2.0]))
     assert torch.allclose(far, torch.tensor([4.0, 0.0, 1.0, 4.0]))
+    # the configured bounds pick between them; radius 2 (the box's half side): a ray along
+    # the box's diagonal plane enters at x = -2 and leaves at x = 2, the ball's chord is shorter
+    o2, d2 = torch.tensor([[-3.0, 1.0, 0.0]]), torch.tensor([[1.0, 0.0, 0.0]])
+    for bounds, chord in (("box", (1.0, 5.0)), ("sphere", (3 - math.sqrt(3), 3 + math.sqrt(3)))):
+        near, far = ray_bounds(o2, d2, RenderConfig(radius=2.0, bounds=bounds))
+        assert torch.allclose(torch.cat([near, far]), torch.tensor(chord))
+
+
+def test_the_packed_march_step_is_the_central_rays_bin():
+    """The packed path steps 2 radius / S: the width of a batched bin on a ray through the
+    centre, whose chord is the diameter."""
+    for radius, samples in ((1.0, 64), (2.0, 8), (0.5, 10)):
+        config = RenderConfig(radius=radius, samples=samples)
+        near, far = ray_sphere(
+            torch.tensor([[0.0, 0.0, -3.0]]), torch.tensor([[0.0, 0, 1]]), radius
+        )
+        _, t_ends, _ = stratified_samples(near, far, samples, jitter=False)
+        assert march_step(config) == pytest.approx((t_ends[0, 0] - near[0]).item(), rel=1e-6)
 
 
 def test_stratified_samples_are_seeded_and_stay_in_their_bins():
@@ -148,6 +169,9 @@ def test_nerfacc_batched_matches_the_reference():
     ]
     for key in ("rgb", "opacity", "depth", "normals", "orientation"):
         assert torch.allclose(outs[0][key], outs[1][key], atol=1e-5), key
+    # the second render did go through nerfacc: "nerfacc", and "auto" where it imports
+    assert resolve_backend("nerfacc") == resolve_backend("auto") == "nerfacc"
+    assert resolve_backend("torch") == "torch"
 
 
 def test_shading_by_hand_and_the_toy_world_light():
@@ -200,6 +224,15 @@ def test_regularisers_by_hand():
     o, d = torch.tensor([[-3.0, 0.0, 0.0]]), torch.tensor([[1.0, 0.0, 0.0]])
     out = render_rays(facing_away, o, d, RenderConfig(jitter=False, backend="torch"))
     assert out["orientation"].item() == pytest.approx(1 - math.exp(-2), abs=1e-6)
+    for normal, facing in (((0.6, 0.8, 0.0), 0.36), ((-1.0, 0.0, 0.0), 0.0)):  # n.d = 0.6, -1
+
+        def tilted(points, normal=normal):
+            n = len(points)
+            return torch.ones(n), torch.ones(n, 3), torch.tensor([normal]).expand(n, 3)
+
+        tilt = render_rays(tilted, o, d, RenderConfig(jitter=False, backend="torch"))
+        expected = facing * (1 - math.exp(-2))  # opacity times max(0, n.d)^2
+        assert tilt["orientation"].item() == pytest.approx(expected, abs=1e-6)
     loss, logs = regularisers(out)
     assert set(logs) == {"sparsity", "opaque", "orient", "distortion"}
     assert loss.item() == pytest.approx(logs["sparsity"] + 10 * logs["orient"])
