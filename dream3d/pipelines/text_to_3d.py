@@ -63,9 +63,8 @@ class OutputsConfig:
     mesh: MeshConfig = field(default_factory=MeshConfig)  # marching cubes; also the 3D score's
 
     def __post_init__(self):
-        for name in ("views_size", "views_samples", "video_frames", "video_size", "video_samples"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        sizes = ("views_size", "views_samples", "video_frames", "video_size", "video_samples")
+        check_ranges(self, dict.fromkeys(sizes, AT_LEAST_1))
 
 
 # The ranges of the run's numbers that their own configs leave unchecked (train.steps,

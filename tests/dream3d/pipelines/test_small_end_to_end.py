@@ -11,7 +11,6 @@ import yaml
 from PIL import Image
 
 from dream3d.cameras import VIEWS
-from dream3d.cli.main import main
 from dream3d.judge import Judge, accuracy
 from dream3d.pipelines.lab import KL_T_RANGE
 from dream3d.pipelines.world import all_captions, judge_batch
@@ -19,19 +18,19 @@ from dream3d.teachers.tiny import TinyConfig, TinyTeacher
 from scenes.catalogue import COLOURS, OBJECTS
 
 
-def _run(capsys, *args) -> tuple[dict | str, str]:
-    """``dream3d ARGS`` in this process (exit 0): its stdout (as JSON where it is) and stderr."""
-    assert main(list(args)) == 0
-    printed = capsys.readouterr()
+def _run(cli, *args) -> tuple[dict | str, str]:
+    """``dream3d ARGS`` (exit 0): its stdout (as JSON where it is) and stderr."""
+    done = cli(*args)
+    assert done.returncode == 0, done.stderr
     try:
-        return json.loads(printed.out), printed.err
+        return json.loads(done.stdout), done.stderr
     except json.JSONDecodeError:
-        return printed.out, printed.err
+        return done.stdout, done.stderr
 
 
-def test_lab_misaligned(tmp_path, capsys):
+def test_lab_misaligned(tmp_path, cli):
     args = ["lab", "misaligned", "--steps", "20", "--out", str(tmp_path), "--quiet"]
-    printed, err = _run(capsys, *args)
+    printed, err = _run(cli, *args)
     assert err == f"wrote {tmp_path}/metrics.json\n"  # --quiet: no progress bars
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "misaligned.png"]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -58,11 +57,11 @@ def _small_teacher(path):
     return str(path)
 
 
-def test_teacher_eval(tmp_path, capsys):
+def test_teacher_eval(tmp_path, cli):
     weights = _small_teacher(tmp_path / "small.safetensors")
     out = tmp_path / "eval"
     args = ["teacher", "eval", "--weights", weights, "--steps", "1", "--n", "1", "--cfg", "2"]
-    printed, _ = _run(capsys, *args, "--out", str(out), "--quiet")
+    printed, _ = _run(cli, *args, "--out", str(out), "--quiet")
     metrics = json.loads((out / "metrics.json").read_text())
     assert printed == metrics and sorted(p.name for p in out.iterdir()) == [
         "metrics.json",
@@ -82,9 +81,9 @@ def test_teacher_eval(tmp_path, capsys):
         assert grid.size == (int(100 * (1.3 * len(VIEWS) + 1.6)), int(100 * 1.3 * len(OBJECTS)))
 
 
-def test_judge_train(tmp_path, capsys):
+def test_judge_train(tmp_path, cli):
     args = ["judge", "train", "--steps", "3", "--batch", "4", "--held-out", "96"]
-    printed, _ = _run(capsys, *args, "--out", str(tmp_path), "--quiet")
+    printed, _ = _run(cli, *args, "--out", str(tmp_path), "--quiet")
     weights = tmp_path / "judge-32.safetensors"
     assert printed["weights"] == str(weights)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["judge-32.safetensors", "metrics.json"]
@@ -121,7 +120,7 @@ TINY_RUN = {
 }
 
 
-def test_bench_quality(tmp_path, capsys):
+def test_bench_quality(tmp_path, cli):
     """IKL with the point-mass fake score is SDS (Corollary 3.4): at one cfg and seed both
     sides train the same NeRF, so every score of their rows is the same."""
     preset = tmp_path / "tiny.yaml"
@@ -130,7 +129,7 @@ def test_bench_quality(tmp_path, capsys):
     out = tmp_path / "bench"
     args = ["bench", "quality", "--prompts", str(tmp_path / "prompts.txt"), "--seeds", "1"]
     args += ["--preset", str(preset), "--cfg", "7.5", "--set", "guidance.fake=dirac"]
-    table, err = _run(capsys, *args, "--out", str(out), "--quiet")
+    table, err = _run(cli, *args, "--out", str(out), "--quiet")
     assert err == f"wrote {out}/quality.md and quality.csv\n"
     assert table == (out / "quality.md").read_text() + "\n"  # printed
     runs = sorted(p.name for p in out.iterdir() if p.is_dir())
