@@ -28,6 +28,9 @@ class CameraConfig:
     front: float = 45.0  # |azimuth| below this is "front"; above 180 - this, "back"
 
 
+POSE_RADIUS = CameraConfig.radius  # the radius range pose features are normalised by
+
+
 @dataclass
 class Cameras:
     """A batch of pinhole cameras looking at the origin."""
@@ -79,13 +82,25 @@ class Cameras:
         return [view_of(float(a), float(e), config) for a, e in zip(self.azimuth, self.elevation)]
 
 
-def pose_features(cameras: Cameras, config: CameraConfig = CameraConfig()) -> torch.Tensor:
+def pose_features(cameras: Cameras) -> torch.Tensor:
     """(B, POSE_DIM) features of each camera: cos az, sin az, cos el, sin el, and the radius
-    as (r - mid) / half of ``config.radius``'s range (in [-1, 1]; 0 if the range is one value)."""
+    as (r - mid) / half of the world's default radius range (2.6-3.0: in [-1, 1] there). They
+    fix the camera (it looks at the origin, z up), the whole input of a camera-conditioned
+    teacher or fake score; ``cameras_from_pose`` inverts them."""
     az, el = torch.deg2rad(cameras.azimuth), torch.deg2rad(cameras.elevation)
-    lo, hi = config.radius
-    offset = (cameras.radius - (lo + hi) / 2) / ((hi - lo) / 2 or 1.0)
+    lo, hi = POSE_RADIUS
+    offset = (cameras.radius - (lo + hi) / 2) / ((hi - lo) / 2)
     return torch.stack([az.cos(), az.sin(), el.cos(), el.sin(), offset], -1).float()
+
+
+def cameras_from_pose(pose: torch.Tensor, fov: float = CameraConfig.fov) -> Cameras:
+    """The cameras whose ``pose_features`` are ``pose`` (B, POSE_DIM), of field of view fov."""
+    pose = pose.double().cpu()
+    az = torch.rad2deg(torch.atan2(pose[:, 1], pose[:, 0]))
+    el = torch.rad2deg(torch.atan2(pose[:, 3], pose[:, 2]))
+    lo, hi = POSE_RADIUS
+    radius = (lo + hi) / 2 + pose[:, 4] * (hi - lo) / 2
+    return Cameras(az.float(), el.float(), radius.float(), fov)
 
 
 def view_of(azimuth: float, elevation: float, config: CameraConfig = CameraConfig()) -> str:

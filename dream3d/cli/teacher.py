@@ -107,6 +107,19 @@ def _train_parser(tsub, positive_int) -> None:
         default=job.prediction,
         help="what the UNet learns to output",
     )
+    train.add_argument(
+        "--camera",
+        action="store_true",
+        help="a camera-conditioned teacher (MVDream): each render's exact camera goes through an "
+        "MLP added to the timestep embedding, its last layer zero, so with --init it starts as "
+        "that teacher; cameras are dropped 10%% of the time, so it also samples without one",
+    )
+    train.add_argument(
+        "--ema",
+        type=float,
+        default=TinyTrainJob.ema,
+        help="EMA decay of the saved weights (default 0.999; 0.995 for a short fine-tune)",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

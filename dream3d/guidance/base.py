@@ -24,7 +24,7 @@ from dream3d.diffusion import (
     sample_t,
     weight,
 )
-from dream3d.teachers.base import Teacher
+from dream3d.teachers.base import Teacher, teacher_eps
 
 
 @dataclass
@@ -55,11 +55,15 @@ def inject(x0: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return 0.5 * (x0 - target).pow(2).sum() / x0.shape[0]
 
 
-def eps_cfg(teacher: Teacher, x_t, t, cond, uncond, scale: float) -> torch.Tensor:
-    """eps_u + scale (eps_c - eps_u), in one batched teacher call; plain eps if no cond."""
+def eps_cfg(teacher: Teacher, x_t, t, cond, uncond, scale: float, camera=None) -> torch.Tensor:
+    """eps_u + scale (eps_c - eps_u), in one batched teacher call; plain eps if no cond.
+    ``camera`` (B, POSE_DIM) reaches a camera-conditioned teacher in both branches: guidance
+    drops the text, never the camera (MVDream; threestudio's multiview guidance)."""
     if cond is None or uncond is None or scale == 1.0:
-        return teacher.eps(x_t, t, cond)
-    both = teacher.eps(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([cond, uncond]))
+        return teacher_eps(teacher, x_t, t, cond, camera)
+    cameras = None if camera is None else torch.cat([camera, camera])
+    x2, t2, c2 = torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([cond, uncond])
+    both = teacher_eps(teacher, x2, t2, c2, cameras)
     e_c, e_u = both.chunk(2)
     return e_u + scale * (e_c - e_u)
 
@@ -104,9 +108,11 @@ class Guidance:
     @torch.no_grad()
     def grad(self, x0, t, eps, cond=None, e_fake=None, pose=None):
         """g = w(t) (eps_teacher_cfg - eps_fake) at x_t = a_t x0 + s_t eps; returns (g, logs).
-        ``e_fake``: eps_fake at that x_t when the caller has it already; ``pose``: see eps_fake."""
+        ``e_fake``: eps_fake at that x_t when the caller has it already; ``pose``: the samples'
+        cameras, read by a camera-conditioned teacher and fake score."""
         x_t = add_noise(x0, t, eps, self.abar)
-        e_q = eps_cfg(self.teacher, x_t, t, cond, self.uncond(cond), self.config.cfg_scale)
+        scale = self.config.cfg_scale
+        e_q = eps_cfg(self.teacher, x_t, t, cond, self.uncond(cond), scale, camera=pose)
         e_g = self.eps_fake(x_t, t, cond, x0, eps, pose=pose) if e_fake is None else e_fake
         abar_t = self.abar.to(x0.device)[t].to(x0.dtype)
         x0_hat = predict_x0(x_t, t, e_q, self.abar) if self.config.weighting == "dmd" else None

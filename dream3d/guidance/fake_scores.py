@@ -14,49 +14,9 @@ from contextlib import contextmanager, nullcontext
 import torch
 from torch import nn
 
-from dream3d.cameras import POSE_DIM
 from dream3d.diffusion import coefficients
-from dream3d.nn import FourierTime, mlp
-
-
-class CameraEmbedding(nn.Module):
-    """An MLP from pose features (B, P) to a UNet's timestep embedding (B, width), added to it:
-    the camera-conditioned fake score of ProlificDreamer (Wang et al. 2023, VSD), whose LoRA also
-    reads the camera through the timestep embedding. Its last layer starts at zero, so the fake
-    starts as the UNet it wraps (for a teacher copy, p_g = q exactly)."""
-
-    def __init__(self, width: int, pose_dim: int = POSE_DIM):
-        super().__init__()
-        self.net = mlp(pose_dim, width, hidden=width, layers=1)
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
-
-    @classmethod
-    def of(cls, unet) -> CameraEmbedding:
-        """One sized for ``unet``'s timestep embedding (a diffusers UNet2DConditionModel)."""
-        return cls(_time_embedding(unet).linear_2.out_features)
-
-    @contextmanager
-    def added(self, unet, pose: torch.Tensor | None, batch: int):
-        """While open, ``unet``'s timestep embedding comes out plus this embedding of ``pose``."""
-        p = self.net[0].in_features
-        if pose is None:
-            raise ValueError("fake_camera needs each sample's camera: the samples have no pose")
-        if pose.shape != (batch, p):
-            raise ValueError(f"pose must be ({batch}, {p}) for this batch, got {tuple(pose.shape)}")
-        emb = self.net(pose.to(self.net[0].weight))
-        handle = _time_embedding(unet).register_forward_hook(lambda m, a, out: out + emb.to(out))
-        try:
-            yield
-        finally:
-            handle.remove()
-
-
-def _time_embedding(unet) -> nn.Module:
-    embedding = getattr(unet, "time_embedding", None)
-    if embedding is None:
-        raise ValueError("fake_camera needs a fake score with a diffusers UNet (time_embedding)")
-    return embedding
+from dream3d.nn import CameraEmbedding, FourierTime, mlp
+from dream3d.teachers.base import teacher_eps
 
 
 def _camera(net: nn.Module, on: bool) -> CameraEmbedding | None:
@@ -143,7 +103,7 @@ class TeacherCopy(nn.Module):
 
     def eps(self, x_t, t, cond, x0=None, pose=None):
         with _reading(self.camera, self.net, pose, x_t):
-            return self.net.eps(x_t, t, cond)
+            return teacher_eps(self.net, x_t, t, cond, pose)  # a camera teacher's copy: its camera
 
 
 class UNetScore(nn.Module):
@@ -271,7 +231,7 @@ class LoRAScore(nn.Module):
 
     def eps(self, x_t, t, cond, x0=None, pose=None):
         with self.applied(), _reading(self.camera, self.net, pose, x_t):
-            return self.net.eps(x_t, t, cond)
+            return teacher_eps(self.net, x_t, t, cond, pose)
 
 
 def fake_memory(fake: nn.Module) -> dict:

@@ -175,7 +175,7 @@ def build(config: DistillConfig) -> Parts:
 def _teacher(config: DistillConfig):
     """The run's teacher (seeded as the run)."""
     check_device(config.device)
-    if config.teacher.name == "oracle":
+    if config.teacher.name.startswith("oracle"):
         raise ValueError("distill needs a network teacher (tiny or sd); the oracle is per prompt")
     torch.manual_seed(config.train.seed)
     spec = parse_prompt(config.prompt or "a chair")

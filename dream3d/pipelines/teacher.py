@@ -83,6 +83,8 @@ class TinyTrainJob:
     resume: bool = False  # continue out/checkpoint.pt (its architecture wins)
     init: Path | None = None  # start from this teacher's UNet weights instead of random ones
     prediction: str = "v"  # v | eps: what the UNet learns to output
+    camera: bool = False  # also read each render's camera (MVDream's embedding, zero-started)
+    ema: float = 0.999  # EMA decay of the saved weights (a short fine-tune wants a shorter one)
     progress: bool = True  # progress bar
 
     def __post_init__(self):
@@ -182,6 +184,7 @@ def train_tiny(job: TinyTrainJob) -> dict:
         seed=job.seed,
         save_every=job.save_every,
         warmup=job.warmup,
+        ema=job.ema,
         progress=job.progress,
     )
     history = train_teacher(teacher, teacher_batch(job.size), config, job.out, job.resume)
@@ -190,7 +193,12 @@ def train_tiny(job: TinyTrainJob) -> dict:
 
 def _tiny_to_train(job: TinyTrainJob) -> TinyTeacher:
     """A fresh, resumed (the checkpoint's architecture) or ``job.init``-started tiny teacher."""
-    arch = TinyConfig(size=job.size, block_out_channels=job.channels, prediction=job.prediction)
+    arch = TinyConfig(
+        size=job.size,
+        block_out_channels=job.channels,
+        prediction=job.prediction,
+        camera=job.camera,
+    )
     if job.resume:  # the architecture is the checkpoint's, whatever the job says
         ckpt = read_checkpoint(job.out / "checkpoint.pt")
         arch = TinyConfig(**ckpt.get("teacher_config", asdict(arch)))
@@ -204,6 +212,9 @@ def _tiny_to_train(job: TinyTrainJob) -> TinyTeacher:
                 f"{(arch.size, arch.block_out_channels)}"
             )
         teacher.unet.load_state_dict(source.unet.state_dict())
+        if source.camera is not None and teacher.camera is not None:
+            teacher.camera.load_state_dict(source.camera.state_dict())
+        teacher.embeddings.update(source.embeddings)  # its caption table: no MiniLM needed
     return teacher
 
 

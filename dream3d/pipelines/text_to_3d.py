@@ -196,7 +196,8 @@ def build(config: TextTo3DConfig):
     check_device(config.device)
     seed = config.train.seed
     torch.manual_seed(seed)
-    teacher = build_teacher(config.teacher, spec, config.nerf.size, config.device, seed)
+    nerf = config.nerf
+    teacher = build_teacher(config.teacher, spec, nerf.size, config.device, seed, nerf.cameras)
     if config.particles == 1:
         generator_cls, _ = GENERATORS["nerf"]
         generator = generator_cls(config.nerf, seed, config.device)

@@ -13,20 +13,22 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dream3d.cameras import VIEWS
+from dream3d.cameras import VIEWS, CameraConfig, Cameras, cameras_from_pose, pose_features
 from dream3d.judge import Judge
 from dream3d.teachers.deepfloyd import DEFAULT_MODEL as IF_MODEL
 from dream3d.teachers.deepfloyd import PIPELINE as IF_PIPELINE
 from dream3d.teachers.deepfloyd import cached_if_models, locate_if
-from dream3d.teachers.oracle import OracleTeacher
+from dream3d.teachers.oracle import CameraOracle, OracleTeacher
 from dream3d.teachers.stable_diffusion import DEFAULT_MODEL, cached_models, locate, pipeline_class
 from dream3d.teachers.tiny import TinyTeacher
 from scenes.catalogue import COLOURS, OBJECTS, SHAPES
 from scenes.prompts import PromptSpec, canonical, catalogue_prompts
+from scenes.render import render
 from scenes.world import sample_views
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 TINY_WEIGHTS = WEIGHTS / "tiny-32.safetensors"
+TINY_CAMERA_WEIGHTS = WEIGHTS / "tiny-camera-32.safetensors"
 JUDGE_WEIGHTS = WEIGHTS / "judge-32.safetensors"
 P_NO_COLOUR = 0.25  # training captions that leave the colour out ("a chair, side view")
 
@@ -37,7 +39,8 @@ def all_captions() -> list[str]:
 
 
 def teacher_batch(size: int):
-    """batch_fn for teacher training: renders in [-1, 1] and captions, some without colour."""
+    """batch_fn for teacher training: renders in [-1, 1], captions (some without colour) and
+    each render's exact camera as pose features (read by a camera-conditioned teacher)."""
 
     def batch(n: int, rng: torch.Generator):
         views = sample_views(n, rng, size=size)
@@ -46,7 +49,7 @@ def teacher_batch(size: int):
             f"{canonical(SHAPES[s].object, None)}, {v} view" if d else c
             for s, v, c, d in zip(views["shape"], views["view"], views["captions"], drop)
         ]
-        return views["images"] * 2 - 1, captions
+        return views["images"] * 2 - 1, captions, pose_features(views["cameras"])
 
     return batch
 
@@ -97,6 +100,28 @@ class OracleSource:
 
 
 @dataclass
+class TinyCameraSource:
+    """the shipped tiny UNet told each view's camera (MVDream's embedding), fine-tuned."""
+
+    name: ClassVar[str] = "tiny-camera"
+    embedded: ClassVar[bool] = True
+    weights: str | None = None  # a camera tiny teacher file; None: the shipped one
+
+
+@dataclass
+class OracleCameraSource:
+    """the exact optimal denoiser of the prompt's true renders from each view's own camera."""
+
+    name: ClassVar[str] = "oracle-camera"
+    embedded: ClassVar[bool] = True
+    supersample: int = 2  # rays per pixel side in the bank's renders (the world's default)
+
+    def __post_init__(self):
+        if self.supersample < 1:
+            raise ValueError(f"supersample must be >= 1, got {self.supersample}")
+
+
+@dataclass
 class SDSource:
     """Stable Diffusion (--model) from a diffusers folder or the HF cache, not fetched"""
 
@@ -142,36 +167,88 @@ class IFSource:
         return cached_if_models()
 
 
-def _tiny(source: TinySource, spec, size: int, device: str, seed: int):
+def _tiny(source: TinySource, spec, size: int, device: str, seed: int, cameras: CameraConfig):
     teacher = load_tiny(source.weights, device)
     if teacher.config.size != size:
         raise ValueError(f"the tiny teacher is {teacher.config.size}px; renders are {size}px")
     return teacher
 
 
-def _oracle(source: OracleSource, spec, size: int, device: str, seed: int):
+def _tiny_camera(source: TinyCameraSource, spec, size, device, seed, cameras: CameraConfig):
+    teacher = _tiny(
+        TinySource(source.weights or TINY_CAMERA_WEIGHTS), spec, size, device, seed, cameras
+    )
+    if not teacher.reads_camera:
+        raise ValueError(f"{source.weights} is a text-only tiny teacher; use --teacher tiny")
+    check_trained_cameras(cameras)
+    return teacher
+
+
+def check_trained_cameras(cameras: CameraConfig) -> None:
+    """A ValueError unless ``cameras`` lie inside the distribution the camera teacher was
+    trained on (``CameraConfig()``: `dream3d teacher train` renders from it alone)."""
+    trained = CameraConfig()
+    for name in ("radius", "elevation"):
+        (lo, hi), (t_lo, t_hi) = getattr(cameras, name), getattr(trained, name)
+        if lo < t_lo or hi > t_hi:
+            raise ValueError(
+                f"nerf.cameras.{name} {lo:g}..{hi:g} lies outside the camera teacher's trained "
+                f"range {t_lo:g}..{t_hi:g}"
+            )
+    if cameras.fov != trained.fov:
+        raise ValueError(
+            f"nerf.cameras.fov {cameras.fov:g}: the camera teacher knows {trained.fov:g} only"
+        )
+
+
+def _oracle(source: OracleSource, spec, size: int, device: str, seed: int, cameras: CameraConfig):
     return oracle_teacher(spec, size, source.per_view, seed)
 
 
-def _sd(source: SDSource, spec, size: int, device: str, seed: int):
+def _oracle_camera(source: OracleCameraSource, spec, size, device, seed, cameras: CameraConfig):
+    return camera_oracle(spec, size, cameras.fov, source.supersample)
+
+
+def camera_oracle(spec: PromptSpec, size: int, fov: float = 40.0, supersample: int = 2):
+    """The CameraOracle of ``spec``: at each camera, a bank of every (shape, colour) the prompt
+    allows, rendered from that camera in the canonical pose."""
+    pairs = [(s, c) for s in spec.shapes for c in spec.colours]
+
+    def bank(pose: torch.Tensor) -> torch.Tensor:
+        cams = cameras_from_pose(pose, fov)
+        n = len(pairs)
+        each = Cameras(
+            *(x.repeat_interleave(n) for x in (cams.azimuth, cams.elevation, cams.radius)), fov
+        )
+        shapes, colours = zip(*pairs * len(cams))
+        images = render(list(shapes), list(colours), each, size, supersample) * 2 - 1
+        return images.reshape(len(cams), n, *images.shape[1:])  # (C, N, 3, size, size)
+
+    return CameraOracle([spec.caption(v) for v in VIEWS], bank)
+
+
+def _sd(source: SDSource, spec, size: int, device: str, seed: int, cameras: CameraConfig):
     from dream3d.teachers.stable_diffusion import StableDiffusionTeacher
 
     return StableDiffusionTeacher.load(str(source.locate(source.model)), device)
 
 
-def _if(source: IFSource, spec, size: int, device: str, seed: int):
+def _if(source: IFSource, spec, size: int, device: str, seed: int, cameras: CameraConfig):
     from dream3d.teachers.deepfloyd import IFTeacher
 
     check_device(source.text_device or device)
     return IFTeacher.load(str(source.locate(source.model)), device, text_device=source.text_device)
 
 
-# Teachers of the toy world by name: (build(source, prompt spec, size, device, seed), source
-# config). Adding one is a module in dream3d/teachers/ plus an entry here; the CLI's --teacher
-# choices, the app's menu and the error messages read this dict.
+# Teachers of the toy world by name: (build(source, prompt spec, size, device, seed, the run's
+# CameraConfig), source config). Adding one is a module in dream3d/teachers/ plus an entry here;
+# the CLI's --teacher choices, the app's menu and the error messages read this dict. A teacher
+# with ``reads_camera`` gets each render's camera; the others hear only the view caption.
 TEACHERS = {
     "tiny": (_tiny, TinySource),
+    "tiny-camera": (_tiny_camera, TinyCameraSource),
     "oracle": (_oracle, OracleSource),
+    "oracle-camera": (_oracle_camera, OracleCameraSource),
     "sd": (_sd, SDSource),
     "if": (_if, IFSource),
 }
@@ -184,9 +261,13 @@ def teacher_help() -> str:
     )
 
 
-def build_teacher(source, spec: PromptSpec, size: int, device: str = "cpu", seed: int = 0):
-    """The teacher ``source`` (a TEACHERS config) describes, for prompt ``spec``."""
-    return TEACHERS[source.name][0](source, spec, size, device, seed)
+def build_teacher(
+    source, spec: PromptSpec, size: int, device: str = "cpu", seed: int = 0, cameras=None
+):
+    """The teacher ``source`` (a TEACHERS config) describes, for prompt ``spec`` and renders
+    from ``cameras`` (a CameraConfig; the world's default if None)."""
+    cameras = CameraConfig() if cameras is None else cameras
+    return TEACHERS[source.name][0](source, spec, size, device, seed, cameras)
 
 
 def check_device(device: str, what: str = "--device cuda") -> None:

@@ -13,6 +13,9 @@ class Teacher(Protocol):
 
     ``cond`` is whatever ``encode_prompt`` returns: a tensor whose first dim is the batch.
     The empty prompt ``""`` encodes the unconditional branch used by classifier-free guidance.
+    A camera-conditioned teacher (MVDream's kind) also has ``reads_camera = True`` and takes
+    ``eps(x_t, t, cond, camera=pose)``: each sample's camera as ``dream3d.cameras.pose_features``
+    (B, POSE_DIM). Call teachers through ``teacher_eps``, which hands the camera only to those.
     """
 
     alphas_cumprod: torch.Tensor  # (T,) float64
@@ -22,3 +25,11 @@ class Teacher(Protocol):
     def eps(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         """eps prediction for noisy x_t (B, ...) at integer t (B,)."""
         ...
+
+
+def teacher_eps(teacher, x_t: torch.Tensor, t: torch.Tensor, cond, camera=None) -> torch.Tensor:
+    """``teacher.eps(x_t, t, cond)``, with ``camera`` (B, POSE_DIM) for a teacher that reads it
+    (``reads_camera``); a text-only teacher never sees the camera, so it runs as it always did."""
+    if camera is not None and getattr(teacher, "reads_camera", False):
+        return teacher.eps(x_t, t, cond, camera=camera)
+    return teacher.eps(x_t, t, cond)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -37,6 +38,7 @@ from dream3d.diffusion import (
     check_choice,
     eps_from_prediction,
 )
+from dream3d.nn import CameraEmbedding
 
 Encoder = Callable[[list[str]], torch.Tensor]  # prompts -> (B, cross_attention_dim)
 TABLE = "caption_embeddings"  # safetensors key of the caption-embedding table
@@ -55,6 +57,9 @@ class TinyConfig:
     schedule: ScheduleKind = "linear"  # DDPM's linear betas suit pixel space
     steps: int = 1000  # T, the number of training timesteps
     prediction: Literal["v", "eps"] = "v"  # what the UNet outputs; eps() converts
+    # also read each sample's camera (pose features) through an MLP added to the timestep
+    # embedding, as MVDream (Shi et al. 2023); its last layer starts at zero
+    camera: bool = False
 
     def __post_init__(self):
         self.block_out_channels = tuple(int(c) for c in self.block_out_channels)
@@ -101,6 +106,12 @@ class TinyTeacher(nn.Module):
         self.alphas_cumprod = alphas_cumprod(self.config.schedule, self.config.steps)  # (T,)
         self.encoder = encoder
         self.embeddings: dict[str, torch.Tensor] = {}  # caption -> (D,) float32, saved
+        self.camera = CameraEmbedding.of(self.unet) if self.config.camera else None
+
+    @property
+    def reads_camera(self) -> bool:
+        """Whether ``eps`` takes each sample's camera (a camera-conditioned teacher)."""
+        return self.camera is not None
 
     @property
     def device(self) -> torch.device:
@@ -135,21 +146,26 @@ class TinyTeacher(nn.Module):
         rows = [self.embeddings[p] if p else zero for p in prompts]
         return torch.stack(rows)[:, None].to(self.device, non_blocking=True)
 
-    def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None):
+    def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond=None, camera=None):
         """The UNet's output (B, 3, H, W), float32: v or eps as ``config.prediction``; cond
-        None: ``""``. On CUDA the UNet runs under bf16 autocast (weights stay float32)."""
+        None: ``""``; ``camera`` (B, POSE_DIM) pose features, read by a camera teacher (None or
+        a zero row: no camera). On CUDA the UNet runs under bf16 autocast (weights float32)."""
         if cond is None:
             cond = self.encode_prompt([""]).expand(x_t.shape[0], -1, -1)
         cond = cond.to(x_t.device, x_t.dtype)
         extra = {"class_labels": cond[:, 0]} if self.config.text_in_time else {}
         t = t.to(x_t.device).expand(x_t.shape[0])
-        with torch.autocast("cuda", torch.bfloat16, enabled=x_t.is_cuda):
+        reading = nullcontext()
+        if self.camera is not None and camera is not None:
+            reading = self.camera.added(self.unet, camera.to(x_t.device), x_t.shape[0])
+        with reading, torch.autocast("cuda", torch.bfloat16, enabled=x_t.is_cuda):
             out = self.unet(x_t, t, encoder_hidden_states=cond, **extra).sample
         return out.float()
 
-    def eps(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None):
-        """eps prediction (B, 3, H, W) for x_t in the [-1, 1] image scale; cond None: ``""``."""
-        out = self.predict(x_t, t, cond)
+    def eps(self, x_t: torch.Tensor, t: torch.Tensor, cond=None, camera=None):
+        """eps prediction (B, 3, H, W) for x_t in the [-1, 1] image scale; cond None: ``""``;
+        ``camera``: see ``predict``."""
+        out = self.predict(x_t, t, cond, camera)
         return eps_from_prediction(out, x_t, t, self.alphas_cumprod, self.config.prediction)
 
     def save(self, path: Path | str) -> None:

@@ -28,7 +28,8 @@ from dream3d.diffusion import add_noise, check_choice, coefficients
 from dream3d.interrupt import DeferredInterrupt
 from dream3d.teachers.tiny import TinyTeacher
 
-BatchFn = Callable[[int, torch.Generator], tuple[torch.Tensor, list[str]]]
+# (n, generator) -> (images, captions) or (images, captions, cameras (n, POSE_DIM))
+BatchFn = Callable[[int, torch.Generator], tuple]
 
 
 @dataclass
@@ -41,6 +42,7 @@ class TeacherTrainConfig:
     warmup: int = 500  # steps of linear learning-rate warm-up
     weight_decay: float = 0.0  # AdamW decoupled weight decay
     p_uncond: float = 0.1  # probability a caption is dropped to "" (classifier-free)
+    p_no_camera: float = 0.1  # a camera teacher's: probability a camera is dropped (zero row)
     ema: float = 0.999  # EMA decay of the saved weights (0: save the raw weights)
     grad_clip: float = 1.0  # clip the global gradient norm to this (0: off)
     device: Literal["cpu", "cuda"] = "cpu"  # where the UNet trains (bf16 autocast on cuda)
@@ -54,8 +56,8 @@ class TeacherTrainConfig:
         for name in ("steps", "batch", "log_every", "save_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.p_uncond < 1.0 or not 0.0 <= self.ema < 1.0:
-            raise ValueError("p_uncond and ema must lie in [0, 1)")
+        if not all(0.0 <= p < 1.0 for p in (self.p_uncond, self.p_no_camera, self.ema)):
+            raise ValueError("p_uncond, p_no_camera and ema must lie in [0, 1)")
 
 
 def learning_rate(config: TeacherTrainConfig, step: int) -> float:
@@ -63,8 +65,8 @@ def learning_rate(config: TeacherTrainConfig, step: int) -> float:
     return config.lr * min(1.0, (step + 1) / max(config.warmup, 1))
 
 
-def denoising_loss(teacher: TinyTeacher, x0, cond, generator: torch.Generator) -> torch.Tensor:
-    """Mean ||out_theta(a_t x0 + s_t eps, t, y) - target||^2 with t ~ U{0..T-1}.
+def denoising_loss(teacher: TinyTeacher, x0, cond, generator, camera=None) -> torch.Tensor:
+    """Mean ||out_theta(a_t x0 + s_t eps, t, y[, camera]) - target||^2 with t ~ U{0..T-1}.
 
     target is v = a_t eps - s_t x0 or eps, as the teacher's ``config.prediction``.
     """
@@ -73,7 +75,7 @@ def denoising_loss(teacher: TinyTeacher, x0, cond, generator: torch.Generator) -
     eps = torch.randn(x0.shape, generator=generator).to(x0.device)
     x_t = add_noise(x0, t, eps, abar)
     with torch.autocast(x0.device.type, torch.bfloat16, enabled=x0.device.type == "cuda"):
-        pred = teacher.predict(x_t, t, cond)
+        pred = teacher.predict(x_t, t, cond, camera)
     target = eps
     if teacher.config.prediction == "v":
         a, s = coefficients(abar, t, x0)
@@ -81,10 +83,11 @@ def denoising_loss(teacher: TinyTeacher, x0, cond, generator: torch.Generator) -
     return F.mse_loss(pred.float(), target)
 
 
-def drop_captions(cond: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
-    """Zero each row of cond (B, 1, D) with probability p: the encoding of ``""``."""
-    keep = torch.rand(cond.shape[0], generator=generator) >= p
-    return cond * keep.to(cond.device, cond.dtype)[:, None, None]
+def drop_rows(x: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Zero each row of x (B, ...) with probability p: a caption row (B, 1, D) becomes the
+    encoding of ``""``, a camera row (B, POSE_DIM) "no camera"."""
+    keep = torch.rand(x.shape[0], generator=generator) >= p
+    return x * keep.to(x.device, x.dtype).reshape(-1, *[1] * (x.ndim - 1))
 
 
 @torch.no_grad()
@@ -99,10 +102,13 @@ def ema_update(ema: dict[str, torch.Tensor], model: torch.nn.Module, decay: floa
 
 def _step(teacher, opt, batch_fn, config, step: int, rng) -> float:
     """One optimizer step on a fresh batch; returns the loss."""
-    images, captions = batch_fn(config.batch, rng)
+    images, captions, *cameras = batch_fn(config.batch, rng)
     x0 = images.to(teacher.device, torch.float32)
-    cond = drop_captions(teacher.encode_prompt(list(captions)), config.p_uncond, rng)
-    loss = denoising_loss(teacher, x0, cond, rng)
+    cond = drop_rows(teacher.encode_prompt(list(captions)), config.p_uncond, rng)
+    camera = None
+    if teacher.reads_camera:  # dropped independently of the caption: CFG keeps the camera
+        camera = drop_rows(cameras[0].to(x0.device), config.p_no_camera, rng)
+    loss = denoising_loss(teacher, x0, cond, rng, camera)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if config.grad_clip > 0:

@@ -103,5 +103,5 @@ class NeRFGenerator(nn.Module):
         self.steps += 1
         info = {"cameras": cameras, "views": cameras.views(c.cameras), "shading": shading}
         device = out["rgb"].device
-        info["pose"] = pose_features(cameras, c.cameras).to(device, non_blocking=True)
+        info["pose"] = pose_features(cameras).to(device, non_blocking=True)
         return Sample(out["rgb"] * 2 - 1, info, aux_loss=reg, aux_logs=logs)

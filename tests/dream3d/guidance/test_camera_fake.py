@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dream3d.cameras import POSE_DIM, CameraConfig, Cameras, pose_features
+from dream3d.cameras import POSE_DIM, Cameras, cameras_from_pose, pose_features
 from dream3d.cli.main import SIDE_FLAGS, _resolve, build_parser
 from dream3d.config import merge
 from dream3d.guidance import SDS, GuidanceConfig, IKLConfig, build_guidance, make_guidance
@@ -124,8 +124,12 @@ def test_pose_features_by_hand():
         ]
     )  # radius (2.6, 3.0): 2.8 is the middle, 3.0 the top, 2.6 the bottom
     assert torch.allclose(pose_features(cams), expected, atol=1e-6)
-    one = pose_features(cams, CameraConfig(radius=(3.0, 3.0)))[:, 4]
-    assert torch.allclose(one, torch.tensor([-0.2, 0.0, -0.4]), atol=1e-6)  # r - 3, unscaled
+    far = Cameras(torch.zeros(2), torch.zeros(2), torch.tensor([3.4, 2.2]), 40.0)
+    assert torch.allclose(pose_features(far)[:, 4], torch.tensor([3.0, -3.0]))  # absolute
+    back = cameras_from_pose(pose_features(cams))  # the inverse: the same cameras
+    assert torch.allclose(back.azimuth, torch.tensor([90.0, 0.0, 180.0]), atol=1e-4)
+    assert torch.allclose(back.elevation, cams.elevation, atol=1e-4)
+    assert torch.allclose(back.radius, cams.radius, atol=1e-6)
 
 
 def test_bad_input_is_one_clear_error():

@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 from dream3d.sampling import ddim_sample
 from dream3d.teachers.base import Teacher
 from dream3d.teachers.tiny import TinyConfig, TinyTeacher
-from dream3d.teachers.tiny_train import TeacherTrainConfig, drop_captions, train_teacher
+from dream3d.teachers.tiny_train import TeacherTrainConfig, drop_rows, train_teacher
 
 COLOURS = {"red": (1.0, 0.1, 0.1), "blue": (0.1, 0.2, 1.0)}
 SMALL = TinyConfig(size=16, block_out_channels=(8, 16), head_dim=8)
@@ -76,7 +76,7 @@ def test_empty_prompt_is_zero_and_captions_are_cached():
 
 def test_classifier_free_dropout_zeroes_about_p_of_the_rows():
     cond = torch.ones(10_000, 1, 384)
-    out = drop_captions(cond, 0.1, torch.Generator().manual_seed(0))
+    out = drop_rows(cond, 0.1, torch.Generator().manual_seed(0))
     dropped = (out.abs().sum((1, 2)) == 0).double().mean()
     assert abs(float(dropped) - 0.1) < 0.01
     assert set(out.unique().tolist()) == {0.0, 1.0}
