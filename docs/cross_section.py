@@ -6,7 +6,8 @@ For each `dream3d run` folder, the vertices of mesh.ply (in the world frame, z u
 0.02 of the heights z = -0.3, 0 and 0.3, and in each, the largest distance from the z axis
 within 7.5 degrees of the four axis directions (x, y, -x, -y) and of the four diagonals, each
 averaged over its four. The toy world's cube (half 0.5, axis-aligned) gives 0.504 and 0.707:
-a ratio of 1.40; a round cross-section gives 1.
+a ratio of 1.40; a round cross-section gives 1. The measure lives in scenes.shape_scores
+(``extents``; ``corner_ratio`` averages the three heights' ratios into a run's score).
 """
 
 from __future__ import annotations
@@ -18,26 +19,7 @@ import numpy as np
 import trimesh
 
 from generators.nerf.export import to_world
-
-HEIGHTS = (-0.3, 0.0, 0.3)
-
-
-def extents(vertices: np.ndarray, z: float, slab: float = 0.02, half_angle: float = 7.5):
-    """(towards the axes, towards the diagonals): mean over four directions each of the largest
-    distance from the z axis of the vertices within ``slab`` of height z and ``half_angle``
-    degrees of that direction."""
-    near = vertices[np.abs(vertices[:, 2] - z) < slab]
-    radius = np.hypot(near[:, 0], near[:, 1])
-    angle = np.degrees(np.arctan2(near[:, 1], near[:, 0]))
-
-    def reach(centre: float) -> float:
-        off = (angle - centre + 180) % 360 - 180
-        inside = np.abs(off) <= half_angle
-        return float(radius[inside].max()) if inside.any() else 0.0
-
-    axes = np.mean([reach(a) for a in (0, 90, 180, 270)])
-    diagonals = np.mean([reach(a) for a in (45, 135, 225, 315)])
-    return axes, diagonals
+from scenes.shape_scores import HEIGHTS, extents
 
 
 def main(runs: list[str]) -> None:

@@ -60,6 +60,7 @@ def ddim_sample(
     progress: bool = False,  # show a progress bar
     device: torch.device | str | None = None,  # where x lives; cond's device if None
     clip_x0: float | None = None,  # clamp x0 estimates to [-c, c]; 1.0 for images in [-1, 1]
+    camera: torch.Tensor | None = None,  # (B, POSE_DIM) cameras, for a camera-conditioned teacher
 ) -> torch.Tensor:
     """x0 (B, ...) float32 by DDIM from x_T ~ N(0, I), with CFG eps_u + w (eps_c - eps_u).
 
@@ -75,7 +76,7 @@ def ddim_sample(
     x = torch.randn(shape, generator=generator).to(device)
     for i in tqdm(range(steps), desc="ddim", disable=not progress, leave=False):
         t = ts[i].expand(shape[0]).to(device)
-        eps = eps_cfg(teacher, x, t, cond, uncond, cfg_scale).float()
+        eps = eps_cfg(teacher, x, t, cond, uncond, cfg_scale, camera).float()
         abar_prev = float(abar[ts[i + 1]]) if i + 1 < steps else 1.0
         noise = torch.randn(shape, generator=generator).to(device) if eta > 0 else None
         x = ddim_step(x, eps, float(abar[ts[i]]), abar_prev, eta, noise, clip_x0)

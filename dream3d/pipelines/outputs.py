@@ -28,19 +28,40 @@ VIEW_AZIMUTHS = (0.0, 45.0, 90.0, 135.0, 180.0, -135.0, -90.0, -45.0)  # views.p
 
 def render_views(generator, cameras: Cameras, size: int, samples: int, shading="albedo"):
     """rgb (B, 3, size, size) in [0, 1] and opacity (B, 1, size, size), no grad, midpoints."""
+    outs = render_each(generator, cameras, size, samples, shading)
+    return torch.cat([o["rgb"] for o in outs]), torch.cat([o["opacity"] for o in outs])
+
+
+def render_each(generator, cameras: Cameras, size: int, samples: int, shading="albedo"):
+    """``render_image``'s outputs for each camera in turn (batches of one) on the CPU: a list
+    of dicts of rgb (1, 3, size, size), opacity and depth (1, 1, size, size); no grad."""
     config = replace(generator.config.render, samples=samples, jitter=False, chunk=4096)
     from generators.nerf.render import render_image
 
-    rgb, opacity = [], []
+    outs = []
     for i in range(len(cameras)):
         one = one_camera(cameras, i)
         with torch.no_grad():  # the field's normals take their own gradient inside
             out = render_image(
                 generator.field, one, size, config, shading, occupancy=generator.occupancy
             )
-        rgb.append(out["rgb"].detach().cpu())
-        opacity.append(out["opacity"].detach().cpu())
-    return torch.cat(rgb), torch.cat(opacity)
+        outs.append({k: out[k].detach().cpu() for k in ("rgb", "opacity", "depth")})
+    return outs
+
+
+def nerf_depth_fn(generator, size: int = 32, samples: int = 64, min_opacity: float = 0.5):
+    """A ``scenes.shape_scores.janus_score`` depth_fn of a NeRF: cameras -> (B, size, size)
+    expected depth sum_i w_i t_i / opacity where the opacity exceeds ``min_opacity``, inf
+    (background) elsewhere."""
+
+    def depth_fn(cameras: Cameras) -> torch.Tensor:
+        outs = render_each(generator, cameras, size, samples)
+        opacity = torch.cat([o["opacity"] for o in outs])[:, 0]  # (B, size, size)
+        depth = torch.cat([o["depth"] for o in outs])[:, 0]
+        covered = opacity > min_opacity
+        return torch.where(covered, depth / opacity.clamp(min=1e-6), torch.inf)
+
+    return depth_fn
 
 
 def one_camera(cameras: Cameras, i: int) -> Cameras:
@@ -151,11 +172,29 @@ def scores(generator, spec, mesh, threshold: float) -> dict:
         "normal_consistency": round(normal_consistency(mesh, ref), 4),
         "mean_colour": [round(c, 4) for c in colour],
         "nearest_colour": nearest_colour(colour),
+        **shape_scores(generator, mesh, variant),
     }
     if spec.colour:
         result["asked_colour"] = spec.colour
         result["colour_error"] = round(colour_error(colour, spec.colour), 4)
     return result
+
+
+def shape_scores(generator, mesh, variant: str) -> dict:
+    """corner_ratio of the mesh (world frame, z up: as extracted, before save_mesh's y-up
+    files) and of the truth ``variant``; the Janus score of 32-pixel depth views (off
+    fraction, janus as 0/1, median yaw; None for a round variant): scenes.shape_scores."""
+    from scenes.shape_scores import corner_ratio, janus_score, true_corner_ratio
+
+    ratio, truth = corner_ratio(np.asarray(mesh.vertices)), true_corner_ratio(variant)
+    janus = janus_score(nerf_depth_fn(generator, 32, 64), variant, 32)
+    return {
+        "corner_ratio": None if ratio is None else round(ratio, 4),
+        "corner_ratio_truth": None if truth is None else round(truth, 4),
+        "janus_off_fraction": None if janus is None else round(janus["off_fraction"], 4),
+        "janus": None if janus is None else int(janus["janus"]),
+        "janus_yaw": None if janus is None else janus["yaw"],
+    }
 
 
 def write_outputs(
@@ -228,14 +267,19 @@ def write_particle_outputs(
 
 
 def mean_truth(truths: list[dict]) -> dict:
-    """The mean of each numeric score over particles; labels as counts ("red 3, blue 1")."""
+    """The mean of each numeric score over particles (over those that have it: None is not
+    scored); labels as counts ("red 3, blue 1"); janus_yaw, an angle, left out (each
+    particle's is in its own truth)."""
     from collections import Counter
 
     mean = {}
     for key, value in truths[0].items():
-        values = [t[key] for t in truths]
-        if isinstance(value, (int, float)):
-            mean[key] = round(sum(values) / len(values), 4)
+        values = [t.get(key) for t in truths]
+        numbers = [v for v in values if v is not None]
+        if key == "janus_yaw":
+            continue
+        if numbers and all(isinstance(v, (int, float)) for v in numbers):
+            mean[key] = round(sum(numbers) / len(numbers), 4)
         elif isinstance(value, str) and key not in ("object", "asked_colour"):
             mean[key] = ", ".join(f"{v} {n}" for v, n in Counter(values).most_common())
         elif not isinstance(value, list):

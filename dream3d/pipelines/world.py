@@ -168,19 +168,20 @@ class IFSource:
 
 
 def _tiny(source: TinySource, spec, size: int, device: str, seed: int, cameras: CameraConfig):
-    teacher = load_tiny(source.weights, device)
+    return _sized(load_tiny(source.weights, device), size)
+
+
+def _sized(teacher: TinyTeacher, size: int) -> TinyTeacher:
     if teacher.config.size != size:
         raise ValueError(f"the tiny teacher is {teacher.config.size}px; renders are {size}px")
     return teacher
 
 
 def _tiny_camera(source: TinyCameraSource, spec, size, device, seed, cameras: CameraConfig):
-    teacher = _tiny(
-        TinySource(source.weights or TINY_CAMERA_WEIGHTS), spec, size, device, seed, cameras
-    )
-    if not teacher.reads_camera:
-        raise ValueError(f"{source.weights} is a text-only tiny teacher; use --teacher tiny")
     check_trained_cameras(cameras)
+    teacher = _sized(load_tiny(source.weights, device, camera=True), size)
+    if not teacher.reads_camera:
+        raise ValueError(f"{source.weights} is a text-only tiny teacher: use --teacher tiny")
     return teacher
 
 
@@ -276,10 +277,13 @@ def check_device(device: str, what: str = "--device cuda") -> None:
         raise ValueError(f"{what} asked for, but this machine has no CUDA device")
 
 
-def load_tiny(path: Path | None = None, device: str = "cpu") -> TinyTeacher:
-    path = Path(path) if path else TINY_WEIGHTS
+def load_tiny(path: Path | None = None, device: str = "cpu", camera: bool = False) -> TinyTeacher:
+    """A tiny teacher file (default: the shipped text-only one, or with ``camera`` the shipped
+    camera one); a missing file is one ValueError line saying how to make it."""
+    path = Path(path) if path else (TINY_CAMERA_WEIGHTS if camera else TINY_WEIGHTS)
     if not path.is_file():
-        raise ValueError(f"no tiny teacher weights at {path}; train them: dream3d teacher train")
+        how = "dream3d teacher train" + (" --camera --init TEXT_TEACHER" if camera else "")
+        raise ValueError(f"no tiny teacher weights at {path}; train them: {how}")
     return TinyTeacher.load(path, device)
 
 
