@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from dream3d.cameras import POSE_DIM, CameraConfig, Cameras, pose_features, sample_cameras
-from dream3d.diffusion import add_noise
 from dream3d.guidance import make_guidance
 from dream3d.guidance.base import eps_cfg
 from dream3d.teachers.base import teacher_eps
