@@ -35,6 +35,8 @@ SCORES = (
     "area_ratio",
     "normal_consistency",
     "colour_error",
+    "corner_ratio",  # radius to the diagonals / to the axes (truth: 1.40 cube, 1 round)
+    "janus",  # over seeds, the rate of two-faced results (None for round objects)
 )
 
 

@@ -2,7 +2,8 @@
 
 Scores compare the NeRF with the exact ground truth of the prompt's catalogue object
 (DESIGN.md section 6): silhouette IoU on held-out views, 3D occupancy IoU, Chamfer distance
-of the exported mesh, and its mean colour against the asked one.
+of the exported mesh, and its mean colour against the asked one; how square it is across
+(corner ratio) and whether views all around agree on one yaw (Janus): scenes/shape_scores.py.
 """
 
 from __future__ import annotations
