@@ -1,6 +1,7 @@
 """Teachers told the camera: the tiny camera teacher, the camera oracle, and how guidance and
 training hand each sample's camera to them (issue 29)."""
 
+import json
 import math
 
 import pytest
@@ -244,3 +245,35 @@ def test_bad_camera_teacher_input_is_one_line_exit_2_and_nothing_written(
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and words in lines[0], result.stderr
     assert not out.exists() or not any(out.iterdir())  # checked writable, nothing written
+
+
+def test_ikl_s_copy_of_a_camera_teacher_starts_as_it_camera_and_all():
+    from dream3d.guidance.fake_scores import TeacherCopy
+
+    _, camera = _pair()
+    torch.nn.init.normal_(camera.camera.net[-1].weight, std=0.5)
+    ikl = make_guidance("ikl", camera, cfg_scale=1.0)
+    assert isinstance(ikl.fake, TeacherCopy)
+    x_t, t, pose = torch.randn(2, 3, 16, 16), torch.tensor([200, 800]), _poses(2)
+    cond = camera.encode_prompt(["a red chair, side view"] * 2)
+    with torch.no_grad():
+        fake = ikl.eps_fake(x_t, t, cond, None, None, pose=pose)
+        assert torch.equal(fake, camera.eps(x_t, t, cond, camera=pose))  # p_g = q, per camera
+        assert not torch.equal(fake, camera.eps(x_t, t, cond))
+
+
+def test_compare_runs_both_guidances_on_the_camera_oracle(tmp_path):
+    import yaml
+
+    from dream3d.pipelines.compare import compare
+    from dream3d.pipelines.text_to_3d import resolve
+    from tests.fast_run import FAST_RUN
+
+    config = resolve("a blue cube", overrides={**FAST_RUN, "teacher": {"name": "oracle-camera"}})
+    rows = compare(config, [0], tmp_path, progress=False)
+    assert {r["guidance"] for r in rows} == {"sds", "ikl"}
+    for side in ("sds-0", "ikl-0"):
+        saved = yaml.safe_load((tmp_path / side / "config.yaml").read_text())
+        assert saved["teacher"] == {"name": "oracle-camera", "supersample": 2}
+        metrics = json.loads((tmp_path / side / "metrics.json").read_text())
+        assert metrics["teacher"] == "oracle-camera"
