@@ -1,7 +1,7 @@
-"""`dream3d teacher train|sample|eval` and `dream3d judge train`: the embedded teachers.
+"""`dream3d teacher train|sample|eval|check-cameras`, `dream3d judge train`: embedded teachers.
 
-Parsers only: the defaults are the job dataclasses' of dream3d.pipelines.teacher, which runs
-the experiments.
+Parsers only: the defaults are the job dataclasses' of dream3d.pipelines.teacher (and
+teacher_check), which run the experiments.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from dream3d.pipelines.teacher import (
     train_judge,
     train_tiny,
 )
+from dream3d.pipelines.teacher_check import CameraCheckJob, check_cameras, check_table
+from scenes.catalogue import COLOURS, OBJECTS
 
 
 def add_parsers(sub, positive_int) -> None:
@@ -52,12 +54,7 @@ def _teacher_parsers(sub, positive_int) -> None:
     tsub = teacher.add_subparsers(dest="action", required=True, parser_class=type(teacher))
     _train_parser(tsub, positive_int)
 
-    samples = tsub.add_parser("sample", help="a PNG grid of DDIM samples for one prompt and view")
-    _sampling_args(samples)
-    samples.add_argument("--prompt", required=True, help='e.g. "a red chair"')
-    samples.add_argument("--view", choices=VIEWS, default=SampleJob.view)
-    samples.add_argument("--n", type=positive_int, default=SampleJob.n, help="how many samples")
-    samples.add_argument("--out", type=Path, default=SampleJob.out)
+    _sample_parser(tsub, positive_int)
 
     ev = tsub.add_parser("eval", help="judge DDIM samples for every catalogue prompt and view")
     _sampling_args(ev)
@@ -70,6 +67,72 @@ def _teacher_parsers(sub, positive_int) -> None:
         "(the most a NeRF distilled from this teacher can reach; ~1 min more)",
     )
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    _check_parser(tsub, positive_int)
+
+
+def _sample_parser(tsub, positive_int) -> None:
+    samples = tsub.add_parser(
+        "sample", help="a PNG grid of DDIM samples for one prompt and view (or exact camera)"
+    )
+    _sampling_args(samples)
+    samples.add_argument("--prompt", required=True, help='e.g. "a red chair"')
+    samples.add_argument("--view", choices=VIEWS, help="default: the camera's own view, else front")
+    samples.add_argument("--n", type=positive_int, default=SampleJob.n, help="how many samples")
+    samples.add_argument("--out", type=Path, default=SampleJob.out)
+    samples.add_argument(
+        "--azimuth",
+        type=float,
+        metavar="DEG",
+        help="draw every sample at this exact camera (with --elevation; 0 is the front, 90 the "
+        "object's left): a camera teacher is told it, a text-only one hears its view caption",
+    )
+    samples.add_argument("--elevation", type=float, metavar="DEG", help="degrees above the horizon")
+    samples.add_argument(
+        "--radius",
+        type=float,
+        metavar="R",
+        help="the camera's distance (default: the middle of the world's 2.6..3.0)",
+    )
+
+
+def _check_parser(tsub, positive_int) -> None:
+    job = CameraCheckJob
+    check = tsub.add_parser(
+        "check-cameras",
+        help="score teachers' samples at exact cameras against the true renders there",
+        description="For every coloured catalogue prompt and --cameras exact cameras from the "
+        "world's distribution (the same for every teacher), draws a DDIM sample per camera "
+        "with each teacher and scores it against the true render at that camera: silhouette "
+        "IoU (best over the object's variants) and the judge's colour. Writes metrics.json, "
+        "check.md, samples.csv and samples.png (truth | each teacher) into --out.",
+    )
+    check.add_argument(
+        "--teachers",
+        nargs="+",
+        choices=EMBEDDED,
+        default=list(job.teachers),
+        help="default " + " ".join(job.teachers),
+    )
+    check.add_argument(
+        "--cameras",
+        type=positive_int,
+        default=job.cameras,
+        help=f"exact cameras per prompt (default {job.cameras}: ~5 min a tiny teacher on a CPU "
+        "core)",
+    )
+    check.add_argument("--objects", nargs="+", choices=OBJECTS, default=list(job.objects))
+    check.add_argument("--colours", nargs="+", choices=list(COLOURS), default=list(job.colours))
+    check.add_argument("--weights", type=Path, help="tiny teacher file (default: the shipped one)")
+    check.add_argument(
+        "--camera-weights", type=Path, help="tiny-camera teacher file (default: the shipped one)"
+    )
+    config = SamplingConfig
+    check.add_argument("--steps", type=int, default=config.steps, help="DDIM steps")
+    check.add_argument("--cfg", type=float, default=config.cfg, help="classifier-free guidance")
+    check.add_argument("--seed", type=int, default=config.seed, help="x_T (cameras: seed + 1)")
+    check.add_argument("--size", type=int, choices=SIZES, default=config.size, help="oracle size")
+    check.add_argument("--out", type=Path, default=job.out)
+    check.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _train_parser(tsub, positive_int) -> None:
@@ -141,7 +204,9 @@ def _channels(text: str) -> tuple[int, ...]:
 def _sampling_args(p) -> None:
     config = SamplingConfig
     p.add_argument("--teacher", choices=EMBEDDED, default=config.teacher)
-    p.add_argument("--weights", type=Path, help="tiny teacher file (default: the shipped one)")
+    p.add_argument(
+        "--weights", type=Path, help="tiny(-camera) teacher file (default: the shipped one)"
+    )
     p.add_argument("--steps", type=int, default=config.steps, help="DDIM steps")
     p.add_argument("--cfg", type=float, default=config.cfg, help="classifier-free guidance scale")
     p.add_argument("--seed", type=int, default=config.seed)
@@ -155,10 +220,22 @@ def run(args: argparse.Namespace) -> dict:
         return train_judge(_job(JudgeTrainJob, args, progress=progress))
     if args.action == "train":
         return train_tiny(_job(TinyTrainJob, args, progress=progress))
+    if args.action == "check-cameras":
+        return _check(args, progress)
     sampling = _job(SamplingConfig, args)
     if args.action == "sample":
         return sample(_job(SampleJob, args, sampling=sampling))
     return evaluate(_job(EvalJob, args, sampling=sampling, progress=progress))
+
+
+def _check(args: argparse.Namespace, progress: bool) -> dict:
+    """Run the camera check, print its table; each teacher's headline numbers."""
+    sampling = SamplingConfig(steps=args.steps, cfg=args.cfg, seed=args.seed, size=args.size)
+    metrics = check_cameras(_job(CameraCheckJob, args, sampling=sampling, progress=progress))
+    print(check_table(metrics))
+    keep = ("iou", "colour", "n", "seconds")
+    headline = {t: {k: m[k] for k in keep} for t, m in metrics["teachers"].items()}
+    return headline | {"wrote": str(args.out)}
 
 
 def _job(cls, args: argparse.Namespace, **given):

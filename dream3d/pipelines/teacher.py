@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from dream3d.cameras import VIEWS
+from dream3d.cameras import VIEWS, CameraConfig, Cameras, pose_features, sample_cameras, view_of
 from dream3d.checkpoint import read_checkpoint
 from dream3d.diffusion import check_choice
 from dream3d.judge import Judge, JudgeConfig, accuracy
@@ -24,8 +24,10 @@ from dream3d.pipelines.world import (
     TEACHERS,
     OracleSource,
     all_captions,
+    camera_oracle,
     check_device,
     judge_batch,
+    load_camera_tiny,
     load_judge,
     load_tiny,
     oracle_teacher,
@@ -41,8 +43,9 @@ from scenes.prompts import PromptSpec, parse_prompt
 SIZES = (32, 64)  # image sides the embedded teachers come in
 PREDICTIONS = ("v", "eps")  # what the tiny teacher's UNet may learn to output
 DEVICES = ("cpu", "cuda")
-# the teachers `sample` and `evaluate` draw from: the registry's embedded ones
+# the teachers `sample`, `evaluate` and `check-cameras` draw from: the registry's embedded ones
 EMBEDDED = tuple(name for name, (_, source) in TEACHERS.items() if source.embedded)
+CAMERA_TEACHERS = ("tiny-camera", "oracle-camera")  # the embedded ones told each camera
 JUDGE_HELD_OUT = 2000  # fresh renders the trained judge is scored on
 
 
@@ -106,8 +109,8 @@ class TinyTrainJob:
 class SamplingConfig:
     """Which teacher draws and how: DDIM with classifier-free guidance."""
 
-    teacher: str = "tiny"  # tiny | oracle
-    weights: Path | None = None  # tiny teacher file (None: the shipped one)
+    teacher: str = "tiny"  # tiny | tiny-camera | oracle | oracle-camera
+    weights: Path | None = None  # tiny(-camera) teacher file (None: the shipped one)
     steps: int = 50  # DDIM steps
     cfg: float = 3.0  # classifier-free guidance scale
     seed: int = 0  # seeds x_T and the oracle's banks
@@ -121,18 +124,56 @@ class SamplingConfig:
 
 @dataclass
 class SampleJob:
-    """A PNG grid of DDIM samples for one prompt and view (`sample`)."""
+    """A PNG grid of DDIM samples for one prompt and view, or one exact camera (`sample`)."""
 
     prompt: str  # e.g. "a red chair"
-    view: str = "front"  # one of VIEWS
+    view: str | None = None  # one of VIEWS (None: the camera's own view, else front)
     n: int = 16  # how many samples
     out: Path = Path("outputs/samples")  # folder of the grid
     sampling: SamplingConfig = field(default_factory=SamplingConfig)  # teacher and DDIM
+    azimuth: float | None = None  # degrees: every sample at this camera (with elevation)
+    elevation: float | None = None  # degrees above the horizon
+    radius: float | None = None  # the camera's distance (None: the middle of the world's range)
 
     def __post_init__(self):
         self.out = Path(self.out)
-        check_choice("view", self.view, VIEWS)
         _check_positive(self, "n")
+        if (self.azimuth is None) != (self.elevation is None):
+            raise ValueError("azimuth and elevation go together: give both or neither")
+        if self.radius is not None and self.azimuth is None:
+            raise ValueError("a radius needs an azimuth and an elevation")
+        if self.azimuth is not None:
+            self.radius = sum(CameraConfig.radius) / 2 if self.radius is None else self.radius
+            if self.sampling.teacher in CAMERA_TEACHERS:
+                _check_world_camera(self.elevation, self.radius)
+            own = view_of(self.azimuth, self.elevation)
+            if self.view not in (None, own):
+                raise ValueError(
+                    f"view {self.view} disagrees with the camera's own view, {own} (azimuth "
+                    f"{self.azimuth:g}, elevation {self.elevation:g}); leave the view out"
+                )
+            self.view = own
+        self.view = self.view or "front"
+        check_choice("view", self.view, VIEWS)
+
+    def cameras(self) -> Cameras | None:
+        """``n`` copies of the asked camera, or None."""
+        if self.azimuth is None:
+            return None
+        pose = torch.tensor([self.azimuth, self.elevation, self.radius]).repeat(self.n, 1)
+        return Cameras(*pose.T, CameraConfig.fov)
+
+
+def _check_world_camera(elevation: float, radius: float) -> None:
+    """A ValueError unless the camera lies in the world's distribution (a camera teacher's)."""
+    config = CameraConfig()
+    for name, value in (("elevation", elevation), ("radius", radius)):
+        lo, hi = getattr(config, name)
+        if not lo <= value <= hi:
+            raise ValueError(
+                f"{name} {value:g} lies outside the world's range {lo:g}..{hi:g}, the only "
+                "cameras a camera teacher knows"
+            )
 
 
 @dataclass
@@ -218,30 +259,64 @@ def _tiny_to_train(job: TinyTrainJob) -> TinyTeacher:
     return teacher
 
 
-Sampler = Callable[[PromptSpec, list[str], torch.Generator], torch.Tensor]
+Sampler = Callable[[PromptSpec, list[str], torch.Generator, Cameras | None], torch.Tensor]
 
 
-def _sampler(config: SamplingConfig) -> Sampler:
-    """``draw(spec, captions, rng)``: one DDIM sample (B, 3, H, W) in [-1, 1] per caption, from
-    the tiny teacher (loaded once) or from an oracle over the truth of ``spec``."""
-    tiny = load_tiny(config.weights) if config.teacher == "tiny" else None
+def load_tiny_teacher(name: str, weights: Path | None = None) -> TinyTeacher:
+    """The tiny teacher ``name`` (tiny | tiny-camera) from ``weights`` or its shipped file; a
+    missing file or a text-only file for tiny-camera is a one-line ValueError."""
+    return load_camera_tiny(weights) if name == "tiny-camera" else load_tiny(weights)
 
-    def draw(spec: PromptSpec, captions: list[str], rng: torch.Generator) -> torch.Tensor:
-        teacher = tiny or oracle_teacher(spec, config.size, OracleSource().per_view, config.seed)
+
+def sampler(config: SamplingConfig) -> Sampler:
+    """``draw(spec, captions, rng, cameras=None)``: one DDIM sample (B, 3, H, W) in [-1, 1] per
+    caption, from a tiny teacher (loaded once) or an oracle over the truth of ``spec``.
+    ``cameras`` (one per caption) reach the camera teachers only; without them the tiny camera
+    teacher draws text-only and the camera oracle draws cameras from each caption's view."""
+    tiny = None
+    if config.teacher in ("tiny", "tiny-camera"):
+        tiny = load_tiny_teacher(config.teacher, config.weights)
+    reads_camera = config.teacher in CAMERA_TEACHERS
+
+    def draw(spec, captions, rng, cameras=None) -> torch.Tensor:
+        if config.teacher == "oracle-camera" and cameras is None:
+            cameras = _view_cameras(spec, captions, rng)
+        teacher = tiny or _oracle(config, spec, cameras)
         size = config.size if tiny is None else tiny.config.size
+        camera = pose_features(cameras) if reads_camera and cameras is not None else None
         cond = teacher.encode_prompt(captions)
         shape = (len(captions), 3, size, size)
-        return ddim_sample(teacher, cond, shape, config.steps, config.cfg, rng, clip_x0=1.0)
+        return ddim_sample(
+            teacher, cond, shape, config.steps, config.cfg, rng, clip_x0=1.0, camera=camera
+        )
 
     return draw
 
 
+def _oracle(config: SamplingConfig, spec: PromptSpec, cameras: Cameras | None):
+    """The text-only oracle's banks of ``spec``, or its camera oracle at ``cameras``' fov."""
+    if config.teacher == "oracle-camera":
+        return camera_oracle(spec, config.size, cameras.fov)
+    return oracle_teacher(spec, config.size, OracleSource().per_view, config.seed)
+
+
+def _view_cameras(spec: PromptSpec, captions: list[str], rng: torch.Generator) -> Cameras:
+    """One camera per caption, from the part of the world's distribution of its view."""
+    view = {spec.caption(v): v for v in VIEWS}  # another caption: the oracle's own error
+    cams = [sample_cameras(1, rng, view=view.get(c)) for c in captions]
+    poses = (torch.cat([getattr(c, k) for c in cams]) for k in ("azimuth", "elevation", "radius"))
+    return Cameras(*poses, cams[0].fov)
+
+
 def sample(job: SampleJob) -> dict:
-    """A grid of ``job.n`` samples of one prompt and view in ``job.out``; its caption and path."""
+    """A grid of ``job.n`` samples of one prompt and view (or camera) in ``job.out``; its
+    caption and path."""
     spec, config = parse_prompt(job.prompt), job.sampling
     caption = spec.caption(job.view)
-    x = _sampler(config)(spec, [caption] * job.n, torch.Generator().manual_seed(config.seed))
-    path = job.out / f"{spec.text.replace(' ', '-')}-{job.view}-{config.teacher}.png"
+    rng = torch.Generator().manual_seed(config.seed)
+    x = sampler(config)(spec, [caption] * job.n, rng, job.cameras())
+    at = "" if job.azimuth is None else f"-az{job.azimuth:g}-el{job.elevation:g}-r{job.radius:g}"
+    path = job.out / f"{spec.text.replace(' ', '-')}-{job.view}{at}-{config.teacher}.png"
     save_grid(x, path)
     return {"prompt": caption, "grid": str(path)}
 
@@ -269,7 +344,7 @@ def evaluate(job: EvalJob) -> dict:
 def _catalogue_samples(job: EvalJob) -> tuple[list[torch.Tensor], list[str], list[str]]:
     """Per object x colour prompt, ``job.n`` samples per view (VIEWS order); their labels."""
     rng = torch.Generator().manual_seed(job.sampling.seed)
-    draw = _sampler(job.sampling)
+    draw = sampler(job.sampling)
     images, objects, colours = [], [], []
     prompts = [(obj, colour) for obj in OBJECTS for colour in COLOURS]
     for obj, colour in tqdm(prompts, desc="prompts", disable=not job.progress):
@@ -331,7 +406,7 @@ def judged_choices(spec: PromptSpec, n: int, sampling: SamplingConfig | None = N
     sampling = sampling or SamplingConfig()
     views = [v for v in VIEWS for _ in range(n)]
     rng = torch.Generator().manual_seed(sampling.seed)
-    images = _sampler(sampling)(spec, [spec.caption(v) for v in views], rng).clamp(-1, 1)
+    images = sampler(sampling)(spec, [spec.caption(v) for v in views], rng).clamp(-1, 1)
     _, colours = load_judge().predict(images)
     found = [spec.object] * len(views)
     if len(variants(spec.object)) > 1:

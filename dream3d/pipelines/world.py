@@ -179,10 +179,7 @@ def _sized(teacher: TinyTeacher, size: int) -> TinyTeacher:
 
 def _tiny_camera(source: TinyCameraSource, spec, size, device, seed, cameras: CameraConfig):
     check_trained_cameras(cameras)
-    teacher = _sized(load_tiny(source.weights, device, camera=True), size)
-    if not teacher.reads_camera:
-        raise ValueError(f"{source.weights} is a text-only tiny teacher: use --teacher tiny")
-    return teacher
+    return _sized(load_camera_tiny(source.weights, device), size)
 
 
 def check_trained_cameras(cameras: CameraConfig) -> None:
@@ -282,9 +279,19 @@ def load_tiny(path: Path | None = None, device: str = "cpu", camera: bool = Fals
     camera one); a missing file is one ValueError line saying how to make it."""
     path = Path(path) if path else (TINY_CAMERA_WEIGHTS if camera else TINY_WEIGHTS)
     if not path.is_file():
-        how = "dream3d teacher train" + (" --camera --init TEXT_TEACHER" if camera else "")
-        raise ValueError(f"no tiny teacher weights at {path}; train them: {how}")
+        how = f" --camera --init {TINY_WEIGHTS} (then copy OUT/teacher.safetensors)" * camera
+        raise ValueError(
+            f"no tiny teacher weights at {path}; train them: dream3d teacher train{how}"
+        )
     return TinyTeacher.load(path, device)
+
+
+def load_camera_tiny(path: Path | None = None, device: str = "cpu") -> TinyTeacher:
+    """``load_tiny(path, device, camera=True)``; a text-only file is one ValueError line."""
+    teacher = load_tiny(path, device, camera=True)
+    if not teacher.reads_camera:
+        raise ValueError(f"{path} is a text-only tiny teacher: use --teacher tiny")
+    return teacher
 
 
 def load_judge(path: Path | None = None) -> Judge:

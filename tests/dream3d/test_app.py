@@ -96,7 +96,7 @@ def test_two_clients_at_once_both_get_two_meshes_and_two_score_rows(app, spans):
     """The second waits in the queue (concurrency 1) and says its place; both finish."""
     url, root = app
     first = _submit(url, "a red cube")
-    second = _submit(url, "a blue sphere", seed=3)
+    second = _submit(url, "a blue sphere", seed=3, teacher="oracle-camera")  # told the camera
     ranks = set()
     while not first.done():
         status = second.status()
@@ -105,7 +105,8 @@ def test_two_clients_at_once_both_get_two_meshes_and_two_score_rows(app, spans):
         time.sleep(0.2)
     assert ranks == {0}  # waited, first in line, while the first job ran
     folders = []
-    for job, prompt, seed in ((first, "a red cube", 0), (second, "a blue sphere", 3)):
+    asked = ((first, "a red cube", 0, "oracle"), (second, "a blue sphere", 3, "oracle-camera"))
+    for job, prompt, seed, teacher in asked:
         status, table, *panes = job.result(timeout=600)
         assert "**SDS** done · **IKL** done" in status
         folder = root / _folder(status)
@@ -114,6 +115,7 @@ def test_two_clients_at_once_both_get_two_meshes_and_two_score_rows(app, spans):
         for row, guidance, pane in zip(table["data"], ("sds", "ikl"), (panes[:7], panes[7:])):
             metrics = json.loads((folder / f"{guidance}-{seed}" / "metrics.json").read_text())
             assert metrics["prompt"] == prompt and metrics["steps"] == ARGS["steps"]
+            assert metrics["teacher"] == teacher
             truth = metrics["truth"]
             assert row[:7] == [guidance, seed] + [truth.get(k, "") for k in TABLE[2:7]]
             assert row[7] == metrics["train_seconds"] < row[8]  # training, then the outputs
@@ -210,7 +212,7 @@ def test_a_failing_run_reports_its_error_and_frees_its_slot(tmp_path):
 def test_stable_diffusion_models_in_the_hub_cache_are_teachers_on_the_page(hub_cache):
     from dream3d.app import app_config, teacher_choices
 
-    assert teacher_choices() == ["tiny", "oracle", "tiny/sd"]
+    assert teacher_choices() == ["tiny", "tiny-camera", "oracle", "oracle-camera", "tiny/sd"]
     config, sides = app_config(AppConfig(), "a red cube", "tiny/sd", 5, 0, [25, 7], "draft")
     assert (config.teacher.name, config.teacher.model, config.train.steps) == ("sd", "tiny/sd", 5)
     assert {name: side.cfg_scale for name, side in sides.items()} == {"sds": 25.0, "ikl": 7.0}

@@ -20,6 +20,32 @@ from scenes.prompts import parse_prompt
         (["--prompt", "a red chair", "--view", "diagonal"], "choose from 'front', 'side'"),
         (["--prompt", "a red chair", "--weights", "/no/such.safetensors"], "no tiny teacher"),
         (["--prompt", "a red chair", "--n", "0"], "must be a positive integer, got 0"),
+        (["--prompt", "a blue cube", "--azimuth", "30"], "azimuth and elevation go together"),
+        (
+            ["--prompt", "a blue cube", "--teacher", "oracle-camera"]
+            + ["--azimuth", "0", "--elevation", "85"],
+            "elevation 85 lies outside the world's range -10..80",
+        ),
+        (
+            ["--prompt", "a blue cube", "--teacher", "tiny-camera"]
+            + ["--azimuth", "0", "--elevation", "10", "--radius", "3.5"],
+            "radius 3.5 lies outside the world's range 2.6..3",
+        ),
+        (
+            [
+                "--prompt",
+                "a blue cube",
+                "--teacher",
+                "tiny-camera",
+                "--weights",
+                "/no/t.safetensors",
+            ],
+            "no tiny teacher weights at /no/t.safetensors; train them: dream3d teacher train",
+        ),
+        (
+            ["--prompt", "a blue cube", "--view", "back", "--azimuth", "0", "--elevation", "9"],
+            "view back disagrees with the camera's own view, front",
+        ),
     ],
 )
 def test_teacher_sample_bad_input_is_one_line_and_exit_2(cli, args, words, tmp_path):
@@ -98,6 +124,33 @@ def test_oracle_sample_from_the_command_line(tmp_path):
     args += ["overhead", "--n", "4", "--steps", "20", "--out", str(tmp_path)]
     assert main(args) == 0
     assert (tmp_path / "a-blue-cube-overhead-oracle.png").is_file()
+
+
+def test_a_sample_at_an_exact_camera_from_the_command_line(cli, tmp_path):
+    args = ["teacher", "sample", "--teacher", "oracle-camera", "--prompt", "a blue cube"]
+    args += ["--azimuth", "90", "--elevation", "10", "--n", "2", "--steps", "5"]
+    result = cli(*args, "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["prompt"] == "a blue cube, side view"  # the camera's view
+    assert (tmp_path / "a-blue-cube-side-az90-el10-r2.8-oracle-camera.png").is_file()
+
+
+def test_check_cameras_prints_its_table_and_refuses_bad_input(cli, tmp_path):
+    args = ["teacher", "check-cameras", "--teachers", "oracle-camera", "oracle", "--objects"]
+    args += ["cube", "--colours", "blue", "--cameras", "2", "--steps", "5", "--quiet"]
+    result = cli(*args, "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "| oracle-camera | 1.000 | 1.000 | 2 |" in result.stdout
+    assert result.stdout.startswith((tmp_path / "check.md").read_text())
+    assert {p.name for p in tmp_path.iterdir()} >= {"metrics.json", "samples.csv", "samples.png"}
+    for bad, words in [
+        (["--cameras", "0"], "must be a positive integer, got 0"),
+        (["--teachers", "sd"], "invalid choice: 'sd'"),
+        (["--teachers", "tiny-camera", "--camera-weights", "/no/c.safetensors"], "/no/c.safe"),
+    ]:
+        result = cli("teacher", "check-cameras", "--out", str(tmp_path / "bad"), *bad)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and words in lines[0], result.stderr
 
 
 def test_the_shipped_judge_scores_95_percent_on_fresh_renders():

@@ -251,7 +251,7 @@ def test_eps_is_exact_when_the_unet_outputs_its_exact_target(prediction, monkeyp
     x_t = add_noise(x0, t, eps, teacher.alphas_cumprod)
     a, s = coefficients(teacher.alphas_cumprod, t, x0)
     target = a * eps - s * x0 if prediction == "v" else eps
-    monkeypatch.setattr(teacher, "predict", lambda x, tt, c=None: target)
+    monkeypatch.setattr(teacher, "predict", lambda x, tt, c=None, camera=None: target)
     assert torch.allclose(teacher.eps(x_t, t), eps, atol=1e-5)
     # the loss draws its own t and eps from the generator: replay them to build the target
     replay = torch.Generator().manual_seed(1)
@@ -259,5 +259,5 @@ def test_eps_is_exact_when_the_unet_outputs_its_exact_target(prediction, monkeyp
     eps2 = torch.randn(x0.shape, generator=replay)
     a2, s2 = coefficients(teacher.alphas_cumprod, t2, x0)
     target2 = a2 * eps2 - s2 * x0 if prediction == "v" else eps2
-    monkeypatch.setattr(teacher, "predict", lambda x, tt, c=None: target2)
+    monkeypatch.setattr(teacher, "predict", lambda x, tt, c=None, camera=None: target2)
     assert denoising_loss(teacher, x0, None, torch.Generator().manual_seed(1)).item() < 1e-12
