@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from dream3d.cameras import CameraConfig, Cameras, sample_cameras
 from dream3d.clock import NO_CLOCK
 from dream3d.video import read_gif, turntable_cameras, write_video
+from scenes.shape_scores import orbit_cameras  # 15 degrees up, radius 2.8: a result's views
 
 _MATPLOTLIB = threading.Lock()  # its text layout is not thread-safe: the app draws as runs save
 VIEW_AZIMUTHS = (0.0, 45.0, 90.0, 135.0, 180.0, -135.0, -90.0, -45.0)  # views.png columns
@@ -71,12 +72,6 @@ def one_camera(cameras: Cameras, i: int) -> Cameras:
     return Cameras(
         cameras.azimuth[keep], cameras.elevation[keep], cameras.radius[keep], cameras.fov
     )
-
-
-def orbit_cameras(azimuths) -> Cameras:
-    """Cameras at these azimuths (degrees), 15 degrees up, radius 2.8: the views of a result."""
-    n = len(azimuths)
-    return Cameras(torch.tensor(azimuths), torch.full((n,), 15.0), torch.full((n,), 2.8), 40)
 
 
 def held_out_cameras(n: int = 16, seed: int = 12345) -> Cameras:
