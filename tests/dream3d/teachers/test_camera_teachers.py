@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import yaml
 
 from dream3d.cameras import POSE_DIM, CameraConfig, Cameras, pose_features, sample_cameras
 from dream3d.guidance import make_guidance
@@ -263,8 +264,6 @@ def test_ikl_s_copy_of_a_camera_teacher_starts_as_it_camera_and_all():
 
 
 def test_compare_runs_both_guidances_on_the_camera_oracle(tmp_path):
-    import yaml
-
     from dream3d.pipelines.compare import compare
     from dream3d.pipelines.text_to_3d import resolve
     from tests.fast_run import FAST_RUN
@@ -277,3 +276,30 @@ def test_compare_runs_both_guidances_on_the_camera_oracle(tmp_path):
         assert saved["teacher"] == {"name": "oracle-camera", "supersample": 2}
         metrics = json.loads((tmp_path / side / "metrics.json").read_text())
         assert metrics["teacher"] == "oracle-camera"
+
+
+def test_the_shipped_camera_teacher_reads_the_camera_and_a_run_uses_it(cli, tmp_path):
+    from dream3d.pipelines.world import TINY_CAMERA_WEIGHTS, load_camera_tiny
+    from tests.fast_run import FAST_RUN
+
+    teacher = load_camera_tiny()
+    assert teacher.reads_camera and teacher.config.size == 32
+    assert teacher.camera.net[-1].weight.abs().max() > 1e-3  # trained away from its zero start
+    x_t = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)).expand(
+        2, -1, -1, -1
+    )
+    t = torch.tensor([500, 500])
+    cond = teacher.encode_prompt(["a blue cube, front view"] * 2)
+    with torch.no_grad():
+        a = teacher.eps(x_t, t, cond, camera=_pose_at([0.0, 0.0]))
+        b = teacher.eps(x_t, t, cond, camera=_pose_at([0.0, 40.0]))
+    assert torch.equal(a[0], a[1]) and (a[1] - b[1]).abs().mean() > 1e-3  # 40 degrees apart
+    preset = tmp_path / "fast.yaml"
+    preset.write_text(yaml.safe_dump(FAST_RUN))
+    out = tmp_path / "run"
+    args = ["--prompt", "a blue cube", "--teacher", "tiny-camera", "--preset", str(preset)]
+    result = cli("run", *args, "--guidance", "sds", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["teacher"] == "tiny-camera" and TINY_CAMERA_WEIGHTS.is_file()
+    assert {"corner_ratio", "corner_ratio_truth", "janus"} <= metrics["truth"].keys()
