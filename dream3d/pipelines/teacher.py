@@ -45,7 +45,8 @@ PREDICTIONS = ("v", "eps")  # what the tiny teacher's UNet may learn to output
 DEVICES = ("cpu", "cuda")
 # the teachers `sample`, `evaluate` and `check-cameras` draw from: the registry's embedded ones
 EMBEDDED = tuple(name for name, (_, source) in TEACHERS.items() if source.embedded)
-CAMERA_TEACHERS = ("tiny-camera", "oracle-camera")  # the embedded ones told each camera
+# the embedded ones told each camera
+CAMERA_TEACHERS = tuple(n for n in EMBEDDED if getattr(TEACHERS[n][1], "reads_camera", False))
 JUDGE_HELD_OUT = 2000  # fresh renders the trained judge is scored on
 
 

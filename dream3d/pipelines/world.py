@@ -105,6 +105,7 @@ class TinyCameraSource:
 
     name: ClassVar[str] = "tiny-camera"
     embedded: ClassVar[bool] = True
+    reads_camera: ClassVar[bool] = True  # told each render's camera
     weights: str | None = None  # a camera tiny teacher file; None: the shipped one
 
 
@@ -114,6 +115,7 @@ class OracleCameraSource:
 
     name: ClassVar[str] = "oracle-camera"
     embedded: ClassVar[bool] = True
+    reads_camera: ClassVar[bool] = True
     supersample: int = 2  # rays per pixel side in the bank's renders (the world's default)
 
     def __post_init__(self):
