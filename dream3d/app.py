@@ -403,7 +403,7 @@ def _inputs(gr, app: AppConfig):
     """The page's inputs in run_both's order (prompt, teacher, steps, seed, a CFG scale per
     guidance, outputs), and the Run both and Stop buttons."""
     from dream3d.pipelines.compare import sides
-    from dream3d.pipelines.text_to_3d import resolve
+    from dream3d.pipelines.text_to_3d import TextTo3DConfig, resolve
 
     default_steps = resolve("a chair", app.preset, {"device": app.device}).train.steps
     with gr.Row():
@@ -412,7 +412,7 @@ def _inputs(gr, app: AppConfig):
         )
         teacher = gr.Dropdown(
             teacher_choices(),
-            value="tiny",
+            value=TextTo3DConfig("a chair").teacher.name,  # dream3d run's default
             label="teacher",
             info=teacher_help() + " (a Hub id or folder on this machine)",
             allow_custom_value=True,
