@@ -238,7 +238,8 @@ def test_resume_after_a_crash_ends_where_the_uninterrupted_run_ends(
     for name in ("write_outputs", "write_particle_outputs"):
         monkeypatch.setattr(outputs, name, lambda *a, **k: {})  # training only
     weights = _tiny_teacher(tmp_path / "tiny.safetensors")
-    base = ["run", "--prompt", "a blue sphere", "--guidance", "ikl", "--weights", weights]
+    base = ["run", "--prompt", "a blue sphere", "--guidance", "ikl", "--teacher", "tiny"]
+    base += ["--weights", weights]
     base += ["--preset", preset, "--quiet", "--particles", particles]
     assert main(base + ["--out", str(tmp_path / "whole")]) == 0
 
