@@ -43,6 +43,10 @@ class Cameras:
     def __len__(self) -> int:
         return len(self.azimuth)
 
+    def __getitem__(self, index) -> Cameras:
+        """The cameras at ``index`` (a slice or an index tensor) as a batch of their own."""
+        return Cameras(self.azimuth[index], self.elevation[index], self.radius[index], self.fov)
+
     def to(self, device) -> Cameras:
         """The same cameras with their tensors on ``device`` (a copy that does not wait for the
         device's queued work), so rays are made where they are rendered."""

@@ -42,7 +42,7 @@ def render_each(generator, cameras: Cameras, size: int, samples: int, shading="a
 
     outs = []
     for i in range(len(cameras)):
-        one = one_camera(cameras, i)
+        one = cameras[i : i + 1]
         with torch.no_grad():  # the field's normals take their own gradient inside
             out = render_image(
                 generator.field, one, size, config, shading, occupancy=generator.occupancy
@@ -64,14 +64,6 @@ def nerf_depth_fn(generator, size: int = 32, samples: int = 64, min_opacity: flo
         return torch.where(covered, depth / opacity.clamp(min=1e-6), torch.inf)
 
     return depth_fn
-
-
-def one_camera(cameras: Cameras, i: int) -> Cameras:
-    """Camera i of a batch, as a batch of one."""
-    keep = slice(i, i + 1)
-    return Cameras(
-        cameras.azimuth[keep], cameras.elevation[keep], cameras.radius[keep], cameras.fov
-    )
 
 
 def held_out_cameras(n: int = 16, seed: int = 12345) -> Cameras:
@@ -123,7 +115,7 @@ def save_turntable(generator, out: Path, config, progress: bool) -> None:
     cams = turntable_cameras(config.video_frames)
     frames = []
     for i in tqdm(range(len(cams)), desc="turntable", disable=not progress, leave=False):
-        one = one_camera(cams, i)
+        one = cams[i : i + 1]
         frames.append(render_views(generator, one, config.video_size, config.video_samples)[0])
     frames = torch.cat(frames)
     write_video(frames, out / "turntable.mp4", fps=12)

@@ -78,13 +78,6 @@ def check_cameras_of(job: CameraCheckJob) -> Cameras:
     return sample_cameras(len(job.prompts()) * job.cameras, rng)
 
 
-def rows(cameras: Cameras, index) -> Cameras:
-    """The cameras at ``index`` (a slice or index tensor)."""
-    return Cameras(
-        cameras.azimuth[index], cameras.elevation[index], cameras.radius[index], cameras.fov
-    )
-
-
 def camera_iou(
     images: torch.Tensor, obj: str, colour: str, cameras: Cameras
 ) -> tuple[torch.Tensor, list[str]]:
@@ -137,7 +130,7 @@ def _teacher_samples(job: CameraCheckJob, teacher: str, draw, cameras: Cameras) 
     images = []
     prompts = tqdm(job.prompts(), desc=teacher, disable=not job.progress)
     for i, (obj, colour) in enumerate(prompts):
-        spec, cams = parse_prompt(f"a {colour} {obj}"), rows(cameras, slice(i * n, i * n + n))
+        spec, cams = parse_prompt(f"a {colour} {obj}"), cameras[i * n : i * n + n]
         images.append(draw(spec, [spec.caption(v) for v in cams.views()], rng, cams))
     return torch.cat(images).clamp(-1, 1)
 
@@ -147,7 +140,7 @@ def _scores(job: CameraCheckJob, images: torch.Tensor, cameras: Cameras) -> dict
     n, ious, found = job.cameras, [], []
     for i, (obj, colour) in enumerate(job.prompts()):
         at = slice(i * n, i * n + n)
-        iou, variant = camera_iou(images[at], obj, colour, rows(cameras, at))
+        iou, variant = camera_iou(images[at], obj, colour, cameras[at])
         ious += iou.tolist()
         found += variant
     return {"iou": ious, "variant": found}
@@ -231,7 +224,7 @@ def _save_picture(job: CameraCheckJob, cameras: Cameras, results: dict, path: Pa
     picked = [i for i, (o, c) in enumerate(labels) if o in PICTURED and c in job.colours[:2]]
     if not picked:
         return
-    cams = rows(cameras, torch.tensor(picked))
+    cams = cameras[torch.tensor(picked)]
     size = max(r["images"].shape[-1] for r in results.values())
     variants = [results[job.teachers[-1]]["variant"][i] for i in picked]
     truth = render(variants, [labels[i][1] for i in picked], cams, size) * 2 - 1

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dream3d.cameras import VIEWS, CameraConfig, Cameras, cameras_from_pose, pose_features
+from dream3d.cameras import VIEWS, CameraConfig, cameras_from_pose, pose_features
 from dream3d.judge import Judge
 from dream3d.teachers.deepfloyd import DEFAULT_MODEL as IF_MODEL
 from dream3d.teachers.deepfloyd import PIPELINE as IF_PIPELINE
@@ -217,9 +217,7 @@ def camera_oracle(spec: PromptSpec, size: int, fov: float = 40.0, supersample: i
     def bank(pose: torch.Tensor) -> torch.Tensor:
         cams = cameras_from_pose(pose, fov)
         n = len(pairs)
-        each = Cameras(
-            *(x.repeat_interleave(n) for x in (cams.azimuth, cams.elevation, cams.radius)), fov
-        )
+        each = cams[torch.arange(len(cams)).repeat_interleave(n)]  # each camera n times
         shapes, colours = zip(*pairs * len(cams))
         images = render(list(shapes), list(colours), each, size, supersample) * 2 - 1
         return images.reshape(len(cams), n, *images.shape[1:])  # (C, N, 3, size, size)
