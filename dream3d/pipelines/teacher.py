@@ -26,6 +26,7 @@ from dream3d.pipelines.world import (
     all_captions,
     camera_oracle,
     check_device,
+    check_trained_cameras,
     judge_batch,
     load_camera_tiny,
     load_judge,
@@ -146,7 +147,9 @@ class SampleJob:
         if self.azimuth is not None:
             self.radius = sum(CameraConfig.radius) / 2 if self.radius is None else self.radius
             if self.sampling.teacher in CAMERA_TEACHERS:
-                _check_world_camera(self.elevation, self.radius)
+                check_trained_cameras(
+                    CameraConfig(radius=(self.radius,) * 2, elevation=(self.elevation,) * 2), ""
+                )
             own = view_of(self.azimuth, self.elevation)
             if self.view not in (None, own):
                 raise ValueError(
@@ -163,18 +166,6 @@ class SampleJob:
             return None
         pose = torch.tensor([self.azimuth, self.elevation, self.radius]).repeat(self.n, 1)
         return Cameras(*pose.T, CameraConfig.fov)
-
-
-def _check_world_camera(elevation: float, radius: float) -> None:
-    """A ValueError unless the camera lies in the world's distribution (a camera teacher's)."""
-    config = CameraConfig()
-    for name, value in (("elevation", elevation), ("radius", radius)):
-        lo, hi = getattr(config, name)
-        if not lo <= value <= hi:
-            raise ValueError(
-                f"{name} {value:g} lies outside the world's range {lo:g}..{hi:g}, the only "
-                "cameras a camera teacher knows"
-            )
 
 
 @dataclass

@@ -184,21 +184,22 @@ def _tiny_camera(source: TinyCameraSource, spec, size, device, seed, cameras: Ca
     return _sized(load_camera_tiny(source.weights, device), size)
 
 
-def check_trained_cameras(cameras: CameraConfig) -> None:
+def check_trained_cameras(cameras: CameraConfig, label: str = "nerf.cameras.") -> None:
     """A ValueError unless ``cameras`` lie inside the distribution the camera teacher was
-    trained on (``CameraConfig()``: `dream3d teacher train` renders from it alone)."""
+    trained on (``CameraConfig()``: `dream3d teacher train` renders from it alone); ``label``
+    prefixes the setting's name in the message."""
     trained = CameraConfig()
     for name in ("radius", "elevation"):
         (lo, hi), (t_lo, t_hi) = getattr(cameras, name), getattr(trained, name)
         if lo < t_lo or hi > t_hi:
+            asked = f"{lo:g}" if lo == hi else f"{lo:g}..{hi:g}"
             raise ValueError(
-                f"nerf.cameras.{name} {lo:g}..{hi:g} lies outside the camera teacher's trained "
-                f"range {t_lo:g}..{t_hi:g}"
+                f"{label}{name} {asked} lies outside the camera teacher's trained range "
+                f"{t_lo:g}..{t_hi:g}"
             )
     if cameras.fov != trained.fov:
-        raise ValueError(
-            f"nerf.cameras.fov {cameras.fov:g}: the camera teacher knows {trained.fov:g} only"
-        )
+        known = f"the camera teacher knows {trained.fov:g} only"
+        raise ValueError(f"{label}fov {cameras.fov:g}: {known}")
 
 
 def _oracle(source: OracleSource, spec, size: int, device: str, seed: int, cameras: CameraConfig):

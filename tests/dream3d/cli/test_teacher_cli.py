@@ -24,12 +24,12 @@ from scenes.prompts import parse_prompt
         (
             ["--prompt", "a blue cube", "--teacher", "oracle-camera"]
             + ["--azimuth", "0", "--elevation", "85"],
-            "elevation 85 lies outside the world's range -10..80",
+            "elevation 85 lies outside the camera teacher's trained range -10..80",
         ),
         (
             ["--prompt", "a blue cube", "--teacher", "tiny-camera"]
             + ["--azimuth", "0", "--elevation", "10", "--radius", "3.5"],
-            "radius 3.5 lies outside the world's range 2.6..3",
+            "radius 3.5 lies outside the camera teacher's trained range 2.6..3",
         ),
         (
             [

@@ -158,7 +158,7 @@ def test_a_sample_job_at_a_camera_takes_the_camera_s_view_and_radius():
         ({"azimuth": 0.0, "elevation": 10.0, "view": "back"}, "view back disagrees with"),
         (
             {"azimuth": 0.0, "elevation": 85.0, "sampling": SamplingConfig("oracle-camera")},
-            "elevation 85 lies outside the world's range -10..80",
+            "elevation 85 lies outside the camera teacher's trained range -10..80",
         ),
         (
             {
@@ -167,7 +167,7 @@ def test_a_sample_job_at_a_camera_takes_the_camera_s_view_and_radius():
                 "radius": 3.2,
                 "sampling": SamplingConfig("oracle-camera"),
             },
-            "radius 3.2 lies outside the world's range 2.6..3",
+            "radius 3.2 lies outside the camera teacher's trained range 2.6..3",
         ),
     ],
 )
