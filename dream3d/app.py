@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dream3d.guidance import GUIDANCES
+from dream3d.guidance import PAIR
 from dream3d.pipelines.compare import COLUMNS
 from dream3d.pipelines.world import TEACHERS, teacher_help
 
@@ -82,14 +82,14 @@ class Side:
 
 def app_config(app: AppConfig, prompt: str, teacher: str, steps, seed, cfgs, resolution: str):
     """(run config, config per guidance) from the page's inputs (``cfgs``: a CFG scale per
-    GUIDANCES entry, in its order); a ValueError with a readable reason."""
+    PAIR entry, in its order); a ValueError with a readable reason."""
     from dream3d.pipelines.compare import sides
     from dream3d.pipelines.text_to_3d import read_prompt, resolve
 
     read_prompt(prompt)  # empty or out-of-vocabulary prompts end here
     steps = _number("steps", steps, *STEPS, integer=True)
     seed = _number("seed", seed, 0, 2**31 - 1, integer=True)
-    scales = [_number(f"{g.upper()} CFG scale", v, *CFG_RANGE) for g, v in zip(GUIDANCES, cfgs)]
+    scales = [_number(f"{g.upper()} CFG scale", v, *CFG_RANGE) for g, v in zip(PAIR, cfgs)]
     if resolution not in RESOLUTIONS:
         raise ValueError(f"unknown resolution {resolution!r}; choose from {', '.join(RESOLUTIONS)}")
     overrides = {
@@ -314,7 +314,7 @@ def _tab_3d(gr, app: AppConfig) -> None:
     )
     panes = {}
     with gr.Row():
-        for g in GUIDANCES:
+        for g in PAIR:
             with gr.Column(elem_id=f"pane-{g}"):
                 panes[g] = _pane(gr, g)
     outputs = [status, table] + [c for pane in panes.values() for c in pane.values()]
@@ -458,7 +458,7 @@ def _updates(gr, job: PairRun, status, table, panes):
 
     The last update holds every output, so an API client's result is the whole page.
     """
-    seen, shown = -1, {g: {} for g in GUIDANCES}
+    seen, shown = -1, {g: {} for g in PAIR}
     while True:
         version = job.wait(seen)
         final = job.done

@@ -76,3 +76,52 @@ def _time_embedding(unet) -> nn.Module:
     if embedding is None:
         raise ValueError("fake_camera needs a fake score with a diffusers UNet (time_embedding)")
     return embedding
+
+
+def warm_decay(decay: float, step: int) -> float:
+    """The EMA decay used at ``step`` (0-based): ``decay``, capped early by (1 + step) / (10 + step)
+    so the average forgets its starting weights in the first tens of steps."""
+    return min(decay, (1 + step) / (10 + step))
+
+
+@torch.no_grad()
+def ema_update(ema: dict[str, torch.Tensor], model: nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * weights, for every float tensor of the state."""
+    for name, value in model.state_dict().items():
+        if value.is_floating_point():
+            ema[name].lerp_(value, 1.0 - decay)
+        else:
+            ema[name].copy_(value)
+
+
+class EMA:
+    """An exponential moving average of ``module``'s state with a half-life in steps: after
+    ``halflife`` steps an update's weight has halved (decay 0.5 ** (1 / halflife)), as SiD's
+    and Diff-Instruct's generators are evaluated and shipped. A checkpoint part
+    (``state_dict``/``load_state_dict``)."""
+
+    def __init__(self, module: nn.Module, halflife: float):
+        self.module = module
+        self.decay = 0.5 ** (1.0 / halflife)
+        self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+    def update(self, step: int) -> None:
+        """Fold the module's weights after generator step ``step`` (0-based) into the average."""
+        ema_update(self.shadow, self.module, warm_decay(self.decay, step))
+
+    @contextmanager
+    def swapped(self):
+        """The module holds the average inside the block, its own weights again after it."""
+        own = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+        self.module.load_state_dict(self.shadow)
+        try:
+            yield self.module
+        finally:
+            self.module.load_state_dict(own)
+
+    def state_dict(self) -> dict:
+        return {"shadow": self.shadow}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, value in state["shadow"].items():
+            self.shadow[name].copy_(value)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -23,6 +24,7 @@ from dream3d.checkpoint import load_checkpoint, save_checkpoint
 from dream3d.clock import NO_CLOCK
 from dream3d.diffusion import check_choice
 from dream3d.interrupt import DeferredInterrupt
+from dream3d.nn import EMA
 
 
 @dataclass
@@ -51,6 +53,11 @@ class TrainConfig:
     batch: int = 1  # samples per step (a NeRF's: views rendered per step)
     lr: float = 1e-2  # Adam learning rate of the generator
     lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: decays to 0 at the end
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam's (beta1, beta2); SiD and DMD2 use beta1 0
+    # half-life in steps of an EMA of the generator's weights, which is then what the history's
+    # evaluations (on_log) see and what the generator holds at the end (SiD's and
+    # Diff-Instruct's generators are EMAs); None: the raw weights
+    ema_halflife: float | None = None
     seed: int = 0  # seeds the generator's init (NeRF runs) and the draws of samples, t, noise
     log_every: int = 5  # record a history row every this many steps
     save_every: int = 200  # checkpoint every this many steps (0: only on Ctrl-C), given a path
@@ -66,6 +73,13 @@ class TrainConfig:
         if not self.lr > 0:
             raise ValueError(f"learning rate must be > 0, got {self.lr}")
         check_choice("lr schedule", self.lr_schedule, ("constant", "cosine"))
+        self.betas = tuple(self.betas)
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"Adam betas must be two numbers in [0, 1), got {list(self.betas)}")
+        if self.ema_halflife is not None and not (
+            math.isfinite(self.ema_halflife) and self.ema_halflife > 0
+        ):
+            raise ValueError(f"EMA half-life must be > 0 steps, got {self.ema_halflife}")
 
 
 def _lr_factor(config: TrainConfig, step: int) -> float:
@@ -106,15 +120,20 @@ def train(
     metrics to a history row. With ``checkpoint`` (a file path), state is saved there every
     ``config.save_every`` steps, at the end and on Ctrl-C; ``resume`` starts from it.
     ``clock`` (a dream3d.clock.Clock) times each step's phases and the checkpoints.
-    Returns the history: one dict every ``log_every`` steps.
+    With ``config.ema_halflife``, ``on_log`` sees the EMA weights and the generator ends
+    holding them (the checkpoint keeps both). Returns the history: one dict every
+    ``log_every`` steps.
     """
-    opt = torch.optim.Adam(generator.parameters(), lr=config.lr)
+    opt = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=config.betas)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(_lr_factor, config))
     state = _State(torch.Generator().manual_seed(config.seed))
     path = Path(checkpoint) if checkpoint is not None else None
     parts = dict(
         generator=generator, optimizer=opt, scheduler=sched, guidance=guidance, rng=state.rng
     )
+    ema = None if config.ema_halflife is None else EMA(generator, config.ema_halflife)
+    if ema is not None:
+        parts["ema"] = ema
     if resume:
         if path is None:
             raise ValueError("resume needs a checkpoint path")
@@ -138,11 +157,16 @@ def train(
             finite.add(state.step, logs["loss"])
             logs["time"] = state.elapsed = time.perf_counter() - start
             step, state.step = state.step, state.step + 1
+            if ema is not None:
+                ema.update(step)
             bar.update(1)
             if step % config.log_every == 0 or state.step == config.steps:
                 finite.check()
                 logs = {k: float(v) if torch.is_tensor(v) else v for k, v in logs.items()}
-                state.history.append(on_log(step, logs) if on_log else logs)
+                if on_log is not None:
+                    with nullcontext() if ema is None else ema.swapped():
+                        logs = on_log(step, logs)
+                state.history.append(logs)
                 bar.set_postfix(loss=f"{logs['loss']:.3g}", grad=f"{logs['grad_norm']:.3g}")
             if stop.requested:
                 bar.close()
@@ -155,6 +179,8 @@ def train(
     bar.close()
     finite.check()
     save()
+    if ema is not None:
+        generator.load_state_dict(ema.shadow)
     return state.history
 
 

@@ -29,6 +29,8 @@ DISTILL_FLAGS = {
     "device": "device",
     "cfg": "guidance.cfg_scale",
     "fake_steps": "guidance.fake_steps",
+    "alpha": "guidance.alpha",
+    "ema": "train.ema_halflife",
     "eval_n": "eval.n",
 }
 
@@ -37,7 +39,7 @@ def add_parser(sub, positive_int) -> None:
     from dream3d.pipelines.distill import GUIDANCE_DEFAULTS, TRAIN_DEFAULTS, DistillConfig
 
     config = DistillConfig()
-    train, ikl = config.train, config.guidance  # distillation's defaults, IKL's among them
+    train = config.train  # distillation's defaults
     p = sub.add_parser(
         "distill",
         help="distill a one-step image generator (or Dirac images) from the teacher by SDS or IKL",
@@ -64,7 +66,19 @@ def add_parser(sub, positive_int) -> None:
     p.add_argument(
         "--fake-steps",
         type=positive_int,
-        help=f"IKL fake-score steps per step (default {ikl.fake_steps}; DMD2 uses 5)",
+        help="fake-score steps per generator step (default "
+        + ", ".join(
+            f"{n} {c.fake_steps}" for n, c in GUIDANCE_DEFAULTS.items() if hasattr(c, "fake_steps")
+        )
+        + ")",
+    )
+    p.add_argument("--alpha", type=float, help="SiD's alpha (default 1.2)")
+    p.add_argument(
+        "--ema",
+        type=float,
+        metavar="HALFLIFE",
+        help="evaluate and save an EMA of the generator with this half-life in steps "
+        "(default: the raw weights)",
     )
     p.add_argument(
         "--cfg",

@@ -12,7 +12,7 @@ from dream3d.cli import distill as distill_cli
 from dream3d.cli import flag_overrides
 from dream3d.cli import teacher as teacher_cli
 from dream3d.diffusion import WEIGHTINGS, check_t_range
-from dream3d.guidance import GUIDANCES
+from dream3d.guidance import GUIDANCES, PAIR
 from dream3d.pipelines.world import TEACHERS, teacher_help
 from dream3d.train import NonFiniteError, TrainConfig
 
@@ -191,9 +191,22 @@ def _compare_parser(sub) -> None:
     cmp.add_argument("--prompt", required=True, help='e.g. "a chair"')
     cmp.add_argument("--seeds", type=_positive_int, default=3, help="seeds 0..N-1 (default 3)")
     _nerf_options(cmp)
+    _guidances_option(cmp)
     _sweep_options(cmp)
     cmp.add_argument("--out", type=Path, help="default outputs/compare-<prompt>[-<K>particles]")
     cmp.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _guidances_option(p) -> None:
+    """Which guidances compare and the benches run, side by side (default SDS and IKL)."""
+    p.add_argument(
+        "--guidance",
+        nargs="+",
+        choices=list(GUIDANCES),
+        default=list(PAIR),
+        metavar="NAME",
+        help=f"guidances to run: {', '.join(GUIDANCES)} (default {' '.join(PAIR)})",
+    )
 
 
 def _sweep_options(p) -> None:
@@ -221,7 +234,7 @@ def compare_nerf(args) -> dict:
     from dream3d.pipelines.text_to_3d import particles_suffix, slug
 
     config, overrides = _resolve(args, args.prompt, skip=SIDE_FLAGS)
-    guidances = sides(overrides.get("guidance", {}))
+    guidances = sides(overrides.get("guidance", {}), args.guidance)
     out = args.out or Path("outputs") / f"compare-{slug(args.prompt)}{particles_suffix(config)}"
     _check_writable(out)
     sweep = {"ray": args.ray, "cpus": args.ray_cpus}
@@ -258,6 +271,7 @@ def _bench_parser(sub) -> None:
             "--seeds", type=_positive_int, default=3, help="seeds 0..N-1 per prompt (default 3)"
         )
         _nerf_options(q)
+        _guidances_option(q)
         _sweep_options(q)
         q.add_argument("--out", type=Path, default=Path(f"outputs/bench-{name}"))
         q.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -270,13 +284,7 @@ def _bench_parser(sub) -> None:
         "the output phase's parts; writes OUT/speed.md and speed.csv.",
     )
     speed.add_argument("--prompt", default="a chair", help='default "a chair"')
-    speed.add_argument(
-        "--guidance",
-        nargs="+",
-        choices=list(GUIDANCES),
-        default=list(GUIDANCES),
-        help="default both",
-    )
+    _guidances_option(speed)
     _nerf_options(speed)
     speed.add_argument("--out", type=Path, default=Path("outputs/bench-speed"))
     speed.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -330,7 +338,7 @@ def bench(args) -> dict:
     prompts = read_prompts(args.prompts)
     # every prompt is resolved (a bad one fails before any run starts); the first is the base
     config, overrides = [_resolve(args, prompt, skip=SIDE_FLAGS) for prompt in prompts][0]
-    guidances = sides(overrides.get("guidance", {}))
+    guidances = sides(overrides.get("guidance", {}), args.guidance)
     _check_writable(args.out)
     run_bench, _ = BENCHMARKS[args.action]
     sweep = {"ray": args.ray, "cpus": args.ray_cpus}
@@ -346,9 +354,7 @@ def bench_speed(args) -> dict:
     from dream3d.pipelines.compare import sides
 
     config, overrides = _resolve(args, args.prompt, skip=SIDE_FLAGS)
-    guidances = {
-        k: v for k, v in sides(overrides.get("guidance", {})).items() if k in args.guidance
-    }
+    guidances = sides(overrides.get("guidance", {}), args.guidance)
     _check_writable(args.out)
     rows = speed(config, guidances, args.out, not args.quiet, parts=config.device == "cuda")
     print((args.out / "speed.md").read_text())

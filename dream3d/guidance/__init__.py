@@ -12,11 +12,20 @@ from dataclasses import fields
 from dream3d.config import from_dict
 from dream3d.diffusion import check_choice
 from dream3d.guidance.base import Guidance, GuidanceConfig, inject
+from dream3d.guidance.dmd import DMD, DMDConfig
 from dream3d.guidance.fake_scores import FAKE_SCORES
 from dream3d.guidance.ikl import IKL, IKLConfig
 from dream3d.guidance.sds import SDS
+from dream3d.guidance.sid import SiD, SiDConfig
 
-GUIDANCES = {"sds": (SDS, GuidanceConfig), "ikl": (IKL, IKLConfig)}
+GUIDANCES = {
+    "sds": (SDS, GuidanceConfig),
+    "ikl": (IKL, IKLConfig),
+    "sid": (SiD, SiDConfig),
+    "dmd": (DMD, DMDConfig),
+}
+# the pair compare, bench quality and speed and the app run unless told others (--guidance)
+PAIR = ("sds", "ikl")
 
 
 def build_guidance(config: GuidanceConfig, teacher, dim: int = 0, n_classes: int = 0) -> Guidance:
@@ -45,13 +54,18 @@ def make_guidance(name: str, teacher, dim: int = 0, n_classes: int = 0, **option
 
 
 __all__ = [
+    "DMD",
     "FAKE_SCORES",
     "GUIDANCES",
     "IKL",
+    "PAIR",
     "SDS",
+    "DMDConfig",
     "Guidance",
     "GuidanceConfig",
     "IKLConfig",
+    "SiD",
+    "SiDConfig",
     "build_guidance",
     "guidance_config",
     "inject",

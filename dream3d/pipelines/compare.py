@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from dream3d.guidance import GUIDANCES, GuidanceConfig, guidance_config
+from dream3d.guidance import PAIR, GuidanceConfig, guidance_config
 from dream3d.pipelines.stats import failed_lines, failures, report, spread_choices
 from dream3d.pipelines.sweep import run_all
 from dream3d.pipelines.tables import markdown, write_csv
@@ -27,12 +27,12 @@ COLUMNS = ("occupancy_iou", "silhouette_iou", "chamfer", "colour_error", "neares
 SCORED = ("silhouette_iou", "occupancy_iou", "chamfer", "colour_error")  # with intervals
 
 
-def sides(settings: dict | None = None) -> dict[str, GuidanceConfig]:
-    """One config per guidance of GUIDANCES, each from its defaults and those of ``settings``
-    (a guidance node of the tree, e.g. {"cfg_scale": 30}) that it has; a setting no guidance
-    has is a ValueError."""
+def sides(settings: dict | None = None, names=PAIR) -> dict[str, GuidanceConfig]:
+    """One config per guidance in ``names`` (GUIDANCES entries; default SDS and IKL), each
+    from its defaults and those of ``settings`` (a guidance node of the tree, e.g.
+    {"cfg_scale": 30}) that it has; a setting no guidance has is a ValueError."""
     settings = {k: v for k, v in (settings or {}).items() if k != "name"}
-    return {name: guidance_config(name, **settings) for name in GUIDANCES}
+    return {name: guidance_config(name, **settings) for name in dict.fromkeys(names)}
 
 
 def side(config: TextTo3DConfig, guidance: GuidanceConfig, seed: int) -> TextTo3DConfig:

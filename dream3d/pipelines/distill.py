@@ -26,7 +26,14 @@ from tqdm.auto import tqdm
 from dream3d.cameras import VIEWS
 from dream3d.checkpoint import not_weights, read_weights, state_mismatch
 from dream3d.config import from_dict, load_yaml, merge, to_dict, variant_name, variants
-from dream3d.guidance import GUIDANCES, GuidanceConfig, IKLConfig, build_guidance
+from dream3d.guidance import (
+    GUIDANCES,
+    DMDConfig,
+    GuidanceConfig,
+    IKLConfig,
+    SiDConfig,
+    build_guidance,
+)
 from dream3d.pipelines.image_scores import ScoreConfig, Scorer, cycled, read_caption
 from dream3d.pipelines.world import (
     TEACHERS,
@@ -76,6 +83,9 @@ GUIDANCE_DEFAULTS = {
         share_draw=False,  # the shipped generators' recipe
     ),
     "sds": GuidanceConfig(cfg_scale=3.0, weighting="dmd"),
+    # SiD and DMD: IKL's fake score and learning rates, their own fake:generator ratios
+    "sid": SiDConfig(cfg_scale=3.0, fake="teacher", fake_steps=1, fake_lr=2e-4, share_draw=False),
+    "dmd": DMDConfig(cfg_scale=3.0, fake="teacher", fake_steps=5, fake_lr=2e-4, share_draw=False),
 }
 
 

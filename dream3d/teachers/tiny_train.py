@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from dream3d.checkpoint import load_checkpoint, save_checkpoint
 from dream3d.diffusion import add_noise, check_choice, coefficients
 from dream3d.interrupt import DeferredInterrupt
+from dream3d.nn import ema_update, warm_decay
 from dream3d.teachers.tiny import TinyTeacher
 
 # (n, generator) -> (images, captions) or (images, captions, cameras (n, POSE_DIM))
@@ -88,16 +89,6 @@ def drop_rows(x: torch.Tensor, p: float, generator: torch.Generator) -> torch.Te
     encoding of ``""``, a camera row (B, POSE_DIM) "no camera"."""
     keep = torch.rand(x.shape[0], generator=generator) >= p
     return x * keep.to(x.device, x.dtype).reshape(-1, *[1] * (x.ndim - 1))
-
-
-@torch.no_grad()
-def ema_update(ema: dict[str, torch.Tensor], model: torch.nn.Module, decay: float) -> None:
-    """ema <- decay * ema + (1 - decay) * weights, for every float tensor of the state."""
-    for name, value in model.state_dict().items():
-        if value.is_floating_point():
-            ema[name].lerp_(value, 1.0 - decay)
-        else:
-            ema[name].copy_(value)
 
 
 def _step(teacher, opt, batch_fn, config, step: int, rng) -> float:
@@ -231,7 +222,7 @@ def train_teacher(
             step = run.step
             run.window.append(_step(teacher, opt, batch_fn, config, step, run.rng))
             if run.ema:
-                ema_update(run.ema, teacher, min(config.ema, (1 + step) / (10 + step)))
+                ema_update(run.ema, teacher, warm_decay(config.ema, step))
             run.step, seen = step + 1, seen + config.batch
             bar.update(1)
             if run.step % config.log_every == 0 or run.step == config.steps:

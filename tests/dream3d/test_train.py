@@ -48,6 +48,11 @@ def test_non_finite_loss_stops_with_a_clear_error():
         ({"steps": -1}, "steps must be >= 1"),
         ({"lr": 0.0}, "learning rate"),
         ({"lr_schedule": "step"}, "constant, cosine"),
+        ({"betas": (1.0, 0.999)}, "Adam betas must be two numbers in"),
+        ({"betas": (0.9, -0.1)}, "Adam betas must be two numbers in"),
+        ({"betas": (0.9,)}, "Adam betas must be two numbers in"),
+        ({"ema_halflife": 0.0}, "EMA half-life must be > 0"),
+        ({"ema_halflife": float("nan")}, "EMA half-life must be > 0"),
     ],
 )
 def test_bad_train_config(bad, message):
@@ -136,6 +141,12 @@ class _Slope:
     def loss(self, x, *args, **kwargs):
         return x.sum(), {"grad_norm": torch.ones(())}
 
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
 
 @pytest.mark.parametrize(
     "schedule, factors",
@@ -157,3 +168,52 @@ def test_the_learning_rate_at_each_step_is_the_schedules(schedule, factors):
     train(particle, _Slope(), config, on_log=record)
     moves = [a - b for a, b in zip([0.0, *path], path)]
     assert moves == pytest.approx([0.1 * f for f in factors], abs=1e-7)
+
+
+def test_with_an_ema_the_logs_see_the_average_and_the_generator_ends_holding_it(tmp_path):
+    """_Slope moves x by -0.1 a step: raw x = -0.1, -0.2, -0.3, -0.4. Half-life 1 step: decay
+    0.5, capped early at (1 + k) / (10 + k) = 0.1, 2/11, 0.25, 4/13 (all below 0.5), from 0:
+    0.9 (-0.1) = -0.09; 2/11 (-0.09) + 9/11 (-0.2) = -0.18; 0.25 (-0.18) + 0.75 (-0.3) = -0.27;
+    4/13 (-0.27) + 9/13 (-0.4) = -0.36."""
+    particle = Particles(torch.zeros(1, 2))
+    seen = []
+
+    def record(step, row):
+        seen.append(particle.x.detach()[0, 0].item())
+        return row
+
+    config = TrainConfig(steps=4, lr=0.1, ema_halflife=1.0, log_every=1, progress=False)
+    path = tmp_path / "c.pt"
+    train(particle, _Slope(), config, on_log=record, checkpoint=path)
+    assert seen == pytest.approx([-0.09, -0.18, -0.27, -0.36], abs=1e-7)
+    assert particle.x[0, 0].item() == pytest.approx(-0.36, abs=1e-7)
+    ckpt = torch.load(path, weights_only=True)  # both: the raw weights go on when resumed
+    assert ckpt["generator"]["x"][0, 0].item() == pytest.approx(-0.4, abs=1e-7)
+    assert ckpt["ema"]["shadow"]["x"][0, 0].item() == pytest.approx(-0.36, abs=1e-7)
+
+
+class _Alternate(_Slope):
+    """A gradient of +1, then -1, then +1...: Adam's first moment decides the second move."""
+
+    def __init__(self):
+        self.sign = -1.0
+
+    def loss(self, x, *args, **kwargs):
+        self.sign = -self.sign
+        return self.sign * x.sum(), {"grad_norm": torch.ones(())}
+
+
+@pytest.mark.parametrize(
+    "betas, second",
+    [
+        # beta1 0: m_hat / sqrt(v_hat) = g / |g|, a full step back
+        ((0.0, 0.999), 0.1),
+        # beta1 0.9: m = 0.9 (0.1) - 0.1 = -0.01, m_hat = -0.01 / 0.19; v_hat = (0.999 0.001 +
+        # 0.001) / (1 - 0.999^2) = 1: back by 0.1 (0.01 / 0.19)
+        ((0.9, 0.999), 0.1 * 0.01 / 0.19),
+    ],
+)
+def test_adams_betas_are_the_configs(betas, second):
+    particle = Particles(torch.zeros(1, 2))
+    train(particle, _Alternate(), TrainConfig(steps=2, lr=0.1, betas=betas, progress=False))
+    assert particle.x[0, 0].item() == pytest.approx(-0.1 + second, abs=1e-6)

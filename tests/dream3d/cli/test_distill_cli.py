@@ -33,6 +33,12 @@ def cli(capsys):
         (["--set", "train.steps=banana"], "train.steps: expected a whole number, got 'banana'"),
         (["--set", "eval.n=2"], "eval n must be >= 4"),
         (["--config", "/nonexistent/config.yaml"], "no config file at /nonexistent/config.yaml"),
+        (["--guidance", "sid", "--alpha", "-1"], "SiD alpha must be a finite number >= 0"),
+        (["--alpha", "1"], "guidance: unknown setting alpha"),  # IKL has none
+        (["--guidance", "dmd", "--fake-steps", "0"], "must be a positive integer, got 0"),
+        (["--ema", "0"], "EMA half-life must be > 0 steps, got 0.0"),
+        (["--set", "train.betas=[1.0, 0.999]"], "Adam betas must be two numbers in [0, 1)"),
+        (["--set", "train.betas=[0.9]"], "train.betas: expected 2 values, got 1"),
         (["sample"], "sample needs --prompt"),
         (["sample", "--prompt", "a chair", "--weights", "/nonexistent.safetensors"], "not found"),
     ],
@@ -73,7 +79,8 @@ def test_help_names_every_choice_and_default(cli):
         "onestep,dirac",
         "sds,ikl",
         "default 600, dirac 300",
-        "DMD2 uses 5",
-        "ikl 3, sds 3",
+        "ikl 2, sid 1, dmd 5",
+        "ikl 3, sds 3, sid 3, dmd 3",
+        "sds,ikl,sid,dmd",
     ):
         assert words in " ".join(text.split()), words

@@ -10,7 +10,7 @@ from dream3d.cli.main import main
     "args, words",
     [
         (["lab", "modes", "--weighting", "karras"], "choose from 'sds', 'uniform', 'snr', 'dmd'"),
-        (["lab", "modes", "--guidance", "vsd"], "choose from 'ikl', 'sds'"),
+        (["lab", "modes", "--guidance", "vsd"], "choose from 'dmd', 'ikl', 'sds', 'sid'"),
         (["lab", "modes", "--teacher", "sd"], "choose from 'ring8', 'grid25'"),
         (["lab", "modes", "--steps", "-5"], "must be a positive integer, got -5"),
         (["lab", "modes", "--fake-steps", "0"], "must be a positive integer, got 0"),
