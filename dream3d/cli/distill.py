@@ -159,11 +159,16 @@ def _sample(args, check_writable) -> dict:
 def add_bench_parser(bsub, positive_int) -> None:
     q = bsub.add_parser(
         "distill",
-        help="the image table: references, one-step IKL and SDS, Dirac SDS and IKL",
-        description="Distills each row's generator (one-step IKL and SDS, Dirac SDS and IKL) "
-        "on every catalogue caption with its defaults, reusing finished runs in OUT, and scores "
-        "them with the references (ground truth, the teacher's DDIM at 50, 4 and 1 steps) on "
-        "the same captions and sample count; writes OUT/distill.md and distill.csv.",
+        help="the image table: references, one-step IKL, SDS, SiD and DMD, Dirac SDS and IKL",
+        description="Distills each row's generator (one-step IKL, SDS, SiD and DMD, Dirac SDS "
+        "and IKL) on every catalogue caption with its defaults at training seeds 0..N-1, "
+        "reusing finished runs in OUT, and scores them with the references (ground truth, the "
+        "teacher's DDIM at 50, 4 and 1 steps) on the same captions and sample count; writes "
+        "OUT/distill.md (means over seeds with 95 % intervals, and each row minus one-step "
+        "IKL seed by seed), distill.csv (one line per run) and distill.png.",
+    )
+    q.add_argument(
+        "--seeds", type=positive_int, default=3, help="training seeds 0..N-1 per row (default 3)"
     )
     q.add_argument("--steps", type=positive_int, help="generator steps of every row's run")
     q.add_argument("--dirac-steps", type=positive_int, help="steps of the Dirac rows")
@@ -171,8 +176,9 @@ def add_bench_parser(bsub, positive_int) -> None:
     q.add_argument(
         "--rows",
         nargs="+",
-        help="distilled rows to run: one-step-ikl one-step-sds dirac-sds dirac-ikl (default "
-        "all; the one-step rows always, as the picture shows them)",
+        help="distilled rows to run: one-step-ikl one-step-sds one-step-sid one-step-dmd "
+        "dirac-sds dirac-ikl (default all; one-step IKL and SDS always, as the picture shows "
+        "them and the differences are against IKL)",
     )
     q.add_argument("--out", type=Path, default=Path("outputs/bench-distill"))
     q.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -183,7 +189,7 @@ def bench(args, check_writable) -> dict:
 
     check_writable(args.out)
     rows = bench_distill(
-        args.out, args.steps, args.dirac_steps, args.eval_n, not args.quiet, args.rows
+        args.out, args.steps, args.dirac_steps, args.eval_n, not args.quiet, args.rows, args.seeds
     )
     print((args.out / "distill.md").read_text())
     print(f"wrote {args.out}/distill.md and distill.csv", file=sys.stderr)

@@ -1,11 +1,15 @@
 """`dream3d bench distill`: the image table, Diff-Instruct's experiment against the truth.
 
 Rows: an independent ground-truth sample (the floor), the teacher's DDIM at 50, 4 and 1 steps,
-one-step generators distilled by IKL and by SDS, and Dirac images by SDS and IKL; all on every
-catalogue caption, with the same scored captions and sample count. Each run goes to
-OUT/<row>/ (a finished run with the same config is reused); the references are kept in
-OUT/references.json for their config. Writes OUT/distill.md, distill.csv and distill.png
-(the same captions and z through the teacher's DDIM, one-step IKL and one-step SDS).
+one-step generators distilled by IKL, SDS, SiD and DMD, and Dirac images by SDS and IKL; all on
+every catalogue caption, with the same scored captions and sample count. Each distilled row
+runs at training seeds 0..N-1 (OUT/<row>/seed-<s>/; a finished run with the same config is
+reused): its cells are the mean over seeds with a 95 % bootstrap interval, and a second table
+gives each row minus one-step IKL, seed by seed (paired: the same seed draws the same z, t and
+noise where the losses allow). The references do not depend on the training seed; they are
+kept in OUT/references.json for their config. Writes OUT/distill.md, distill.csv (one line
+per run) and distill.png (the same captions and z through the teacher's DDIM, one-step IKL
+and one-step SDS at seed 0).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 import torch
 
 from dream3d.config import to_dict
+from dream3d.metrics import bootstrap_ci
 from dream3d.pipelines.distill import (
     REFERENCE_STEPS,
     DistillConfig,
@@ -35,10 +40,15 @@ from dream3d.pipelines.tables import markdown, write_csv
 RUNS = (
     ("one-step IKL", {"guidance": {"name": "ikl"}}),
     ("one-step SDS", {"guidance": {"name": "sds"}}),
+    ("one-step SiD", {"guidance": {"name": "sid"}}),
+    ("one-step DMD", {"guidance": {"name": "dmd"}}),
     ("Dirac SDS", {"generator": {"name": "dirac"}, "guidance": {"name": "sds"}}),
     ("Dirac IKL", {"generator": {"name": "dirac"}, "guidance": {"name": "ikl"}}),
 )
-COLUMNS = ("row", *KEYS, "nfe", "ms_per_image", "train_seconds")
+BASELINE = "one-step IKL"  # the paired differences are against it (always run)
+ALWAYS = ("one-step-ikl", "one-step-sds")  # run whatever --rows says: the picture shows them
+COLUMNS = ("row", "seed", *KEYS, "nfe", "ms_per_image", "train_seconds")
+PAIRED = ("fd", "precision", "recall", "colour_tv", "variant_tv")  # the differences' columns
 
 
 def row_folder(name: str) -> str:
@@ -46,8 +56,11 @@ def row_folder(name: str) -> str:
     return name.lower().replace(" ", "-")
 
 
-def run_configs(steps: int | None, dirac_steps: int | None, eval_n: int | None, rows=None) -> dict:
-    """Row name -> DistillConfig of each distilled row (``rows``: their folder names; all)."""
+def run_configs(
+    steps: int | None, dirac_steps: int | None, eval_n: int | None, rows=None, seed: int = 0
+) -> dict:
+    """Row name -> DistillConfig of each distilled row at training ``seed`` (``rows``: their
+    folder names; None: all)."""
     known = [row_folder(name) for name, _ in RUNS]
     unknown = sorted(set(rows or ()) - set(known))
     if unknown:
@@ -58,8 +71,8 @@ def run_configs(steps: int | None, dirac_steps: int | None, eval_n: int | None, 
             continue
         dirac = over.get("generator", {}).get("name") == "dirac"
         chosen = dirac_steps if dirac else steps
-        tree = over | ({"train": {"steps": chosen}} if chosen else {})
-        tree |= {"eval": {"n": eval_n}} if eval_n else {}
+        train = {"seed": seed} | ({"steps": chosen} if chosen else {})
+        tree = over | {"train": train} | ({"eval": {"n": eval_n}} if eval_n else {})
         configs[name] = resolve(overrides=tree)
     return configs
 
@@ -84,28 +97,78 @@ def bench_distill(
     eval_n: int | None = None,
     progress: bool = True,
     rows: list[str] | None = None,
+    seeds: int = 3,
 ) -> list[dict]:
-    """Every row of the table (dicts with COLUMNS), written to OUT/distill.md and .csv;
-    ``rows`` picks distilled rows by folder name (the one-step ones are always run)."""
+    """Every run's line (dicts with COLUMNS; the references' seed is None), written to
+    OUT/distill.csv, with the table of means and intervals and the paired one in distill.md;
+    ``rows`` picks distilled rows by folder name (the one-step IKL and SDS rows always run)."""
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    picked = None if rows is None else sorted({*rows, "one-step-ikl", "one-step-sds"})
-    configs = run_configs(steps, dirac_steps, eval_n, picked)
-    table = cached_references(next(iter(configs.values())), out, progress)
-    for name, config in configs.items():
-        folder = out / row_folder(name)
-        metrics = finished(config, folder) or distill(config, folder, progress=progress)
-        table.append({"row": name} | metrics)
+    picked = None if rows is None else sorted({*rows, *ALWAYS})
+    configs = [run_configs(steps, dirac_steps, eval_n, picked, s) for s in range(seeds)]
+    names = list(configs[0])
+    table = [r | {"seed": None} for r in cached_references(configs[0][BASELINE], out, progress)]
+    references_md = [{k: r.get(k) for k in COLUMNS if k != "seed"} for r in table]
+    runs = {}
+    for seed, by_row in enumerate(configs):  # seed by seed: every row's seed 0 comes first
+        for name, config in by_row.items():
+            folder = out / row_folder(name) / f"seed-{seed}"
+            metrics = finished(config, folder) or distill(config, folder, progress=progress)
+            runs[name, seed] = metrics
+            table.append({"row": name, "seed": seed} | metrics)
     table = [{k: r.get(k) for k in COLUMNS} for r in table]
     write_csv(table, out / "distill.csv")
-    lines = markdown(table, _cell)
-    fast = speed(out / "one-step-ikl" / "generator.safetensors")
+    lines = markdown(references_md + summary(runs, names, seeds), _cell)
+    fast = speed(out / row_folder(BASELINE) / "seed-0" / "generator.safetensors")
     lines += ["", "Side by side in one process, 64 images of 64 captions, this machine: one-step "
               f"{fast['onestep_ms']:.1f} ms/image, the teacher's DDIM 50 with CFG "
               f"{fast['ddim50_ms']:.1f} ms/image: {fast['ratio']:.0f}x."]  # fmt: skip
+    lines += ["", f"Each row minus {BASELINE}, training seed by seed (mean [95 % interval]):", ""]
+    lines += markdown(paired(runs, names, seeds), _cell)
     (out / "distill.md").write_text("\n".join(lines) + "\n")
-    picture(configs, out)
+    picture(configs[0], out)
     return table
+
+
+def _interval(values: list[float]) -> str:
+    """ "mean [lo, hi]" over seeds (one seed: the value alone)."""
+    mean, lo, hi = bootstrap_ci(values)
+    return f"{mean:.3f}" if len(values) == 1 else f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def summary(runs: dict, names: list[str], seeds: int) -> list[dict]:
+    """A line per distilled row: each score's mean over the seeds that finished, with its
+    interval; nfe as is, time per image and training time as means."""
+    lines = []
+    for name in names:
+        done = [runs[name, s] for s in range(seeds) if (name, s) in runs]
+        line = {"row": f"{name} ({len(done)} seeds)"}
+        line |= {k: _interval([m[k] for m in done]) for k in KEYS}
+        line["nfe"] = done[0]["nfe"]
+        for k in ("ms_per_image", "train_seconds"):
+            values = [m[k] for m in done if m.get(k) is not None]
+            line[k] = sum(values) / len(values) if values else None
+        lines.append(line)
+    return lines
+
+
+def paired(runs: dict, names: list[str], seeds: int) -> list[dict]:
+    """A line per row but the baseline: its score minus the baseline's at the same seed, mean
+    with interval over the seeds where both finished."""
+    lines = []
+    for name in names:
+        both = [s for s in range(seeds) if (name, s) in runs and (BASELINE, s) in runs]
+        if name == BASELINE or not both:
+            continue
+        line = {"row": f"{name} - {BASELINE}", "seeds": len(both)}
+        for k in PAIRED:
+            diffs = [runs[name, s][k] - runs[BASELINE, s][k] for s in both]
+            mean, lo, hi = (f"{round(v, 9) + 0.0:+.3f}" for v in bootstrap_ci(diffs))  # no -0.000
+            line[k] = mean if len(both) == 1 else f"{mean} [{lo}, {hi}]"
+        lines.append(line)
+    return lines
 
 
 def speed(weights: Path, n: int = 64) -> dict:
@@ -138,8 +201,8 @@ def picture(configs: dict, out: Path, per_row: int = 4, seed: int = 7) -> None:
     from dream3d.pipelines.distill import load_generator
     from dream3d.pipelines.world import save_grid
 
-    ikl, _ = load_generator(out / "one-step-ikl" / "generator.safetensors")
-    sds, _ = load_generator(out / "one-step-sds" / "generator.safetensors")
+    ikl, _ = load_generator(out / "one-step-ikl" / "seed-0" / "generator.safetensors")
+    sds, _ = load_generator(out / "one-step-sds" / "seed-0" / "generator.safetensors")
     captions = [c for c in shown_captions(ikl.captions) for _ in range(per_row)]
     blocks = [
         ddim_images(ikl.teacher, captions, 50, 3.0, seed, progress=False, batch=len(captions)),

@@ -139,7 +139,9 @@ def test_the_bench_rows_are_the_distill_commands_defaults():
     from dream3d.pipelines.bench_distill import run_configs
 
     configs = run_configs(None, None, None)
-    assert list(configs) == ["one-step IKL", "one-step SDS", "Dirac SDS", "Dirac IKL"]
+    assert list(configs) == [
+        "one-step IKL", "one-step SDS", "one-step SiD", "one-step DMD", "Dirac SDS", "Dirac IKL"
+    ]  # fmt: skip
     # each row is what its command line makes, so a run made by hand is reused by the bench
     args = build_parser().parse_args(["distill", "--generator", "dirac", "--guidance", "sds"])
     assert resolve(None, overrides(args)) == configs["Dirac SDS"]
@@ -147,5 +149,36 @@ def test_the_bench_rows_are_the_distill_commands_defaults():
     assert list(run_configs(1, None, None, ["dirac-sds"])) == ["Dirac SDS"]
     assert run_configs(7, 5, 16)["one-step IKL"].train.steps == 7
     assert run_configs(7, 5, 16)["Dirac IKL"].train.steps == 5
+    assert run_configs(7, 5, 16, seed=2)["one-step SiD"].train.seed == 2
+    args = build_parser().parse_args(["distill", "--guidance", "sid", "--seed", "2"])
+    assert resolve(None, overrides(args)) == run_configs(None, None, None, seed=2)["one-step SiD"]
     with pytest.raises(ValueError, match="unknown rows gan"):
         run_configs(None, None, None, ["gan"])
+
+
+def test_the_bench_summarises_seeds_with_intervals_and_pairs_them_with_ikl():
+    """3 seeds: the bootstrap's 27 resamples put each end of the interval at the smallest or
+    largest seed (each has probability 1/27 > 2.5 %). IKL fd 10, 12, 14: 12 [10, 14]. SiD fd
+    9, 12, 12 and seed 2 missing from DMD: SiD - IKL = -1, 0, -2: -1 [-2, 0]; DMD - IKL over
+    seeds 0 and 1 only."""
+    from dream3d.pipelines.bench_distill import paired, summary
+    from dream3d.pipelines.image_scores import KEYS
+
+    def m(fd, recall):
+        extra = {"nfe": 1, "ms_per_image": 2.0, "train_seconds": 10.0 * fd}
+        return {k: 0.5 for k in KEYS} | {"fd": fd, "recall": recall} | extra
+
+    runs = {("one-step IKL", 0): m(10, 0.8), ("one-step IKL", 1): m(12, 0.8),
+            ("one-step IKL", 2): m(14, 0.8), ("one-step SiD", 0): m(9, 0.9),
+            ("one-step SiD", 1): m(12, 0.7), ("one-step SiD", 2): m(12, 0.8),
+            ("one-step DMD", 0): m(11, 0.8), ("one-step DMD", 1): m(15, 0.8)}  # fmt: skip
+    names = ["one-step IKL", "one-step SiD", "one-step DMD"]
+    rows = {r["row"]: r for r in summary(runs, names, 3)}
+    ikl = rows["one-step IKL (3 seeds)"]
+    assert ikl["fd"] == "12.000 [10.000, 14.000]" and ikl["train_seconds"] == 120.0
+    assert rows["one-step DMD (2 seeds)"]["fd"] == "13.000 [11.000, 15.000]"
+    diffs = {r["row"]: r for r in paired(runs, names, 3)}
+    assert diffs["one-step SiD - one-step IKL"]["fd"] == "-1.000 [-2.000, +0.000]"
+    assert diffs["one-step SiD - one-step IKL"]["recall"] == "+0.000 [-0.100, +0.100]"
+    assert diffs["one-step DMD - one-step IKL"]["seeds"] == 2
+    assert diffs["one-step DMD - one-step IKL"]["fd"] == "+2.000 [+1.000, +3.000]"
