@@ -60,7 +60,10 @@ def _lab_parser(sub) -> None:
     lab.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     lab.add_argument("--teacher", choices=["ring8", "grid25"], help="mixture for `modes`")
     lab.add_argument(
-        "--guidance", nargs="+", choices=sorted(GUIDANCES), help="guidances to run (modes)"
+        "--guidance",
+        nargs="+",
+        choices=sorted(GUIDANCES),
+        help="guidances to run (modes; misaligned: beyond its KL and IKL arms, e.g. sid dmd)",
     )
     lab.add_argument("--weighting", choices=WEIGHTINGS, help="w(t) for every run")
     lab.add_argument("--fake-steps", type=_positive_int, help="k fake-score steps per step")

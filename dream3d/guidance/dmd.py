@@ -25,6 +25,7 @@ class DMDConfig(IKLConfig):
     """IKLConfig with DMD2's defaults: the normalised x0-difference and 5 fake steps."""
 
     name: ClassVar[str] = "dmd"
+    own: ClassVar[tuple[str, ...]] = ("weighting", "fake_steps")  # what the labs keep as is
     weighting: Weighting = "dmd"  # DMD's per-sample normalisation (any other: not DMD's g)
     fake_steps: int = 5  # DMD2's fake:generator update ratio
 

@@ -38,7 +38,9 @@ class SiDConfig(IKLConfig):
     normalises itself, and its gradient needs the fake's output with its graph)."""
 
     name: ClassVar[str] = "sid"
+    own: ClassVar[tuple[str, ...]] = ("fake_steps",)  # what the labs keep as is
     alpha: float = 1.2  # SiD's default; its loss is (f_q-f_p).(f_q-x) - alpha |f_q-f_p|^2
+    fake_steps: int = 1  # SiD's: one fake-score update per generator update
 
     def __post_init__(self):
         super().__post_init__()

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure  # no pyplot: no global backend state
 
-from dream3d.guidance import make_guidance
+from dream3d.guidance import GUIDANCES, make_guidance
 from dream3d.metrics import mmd2, mode_mass
 from dream3d.teachers.gmm import gmm_preset
 from dream3d.train import TrainConfig, train
@@ -78,13 +78,21 @@ def _save(fig, path: Path):
     fig.savefig(path, dpi=120)
 
 
-def _guidance_options(o: LabOptions, **defaults) -> dict:
+def own_defaults(name: str) -> dict:
+    """The settings that make guidance ``name`` itself (its config's ``own``: DMD's weighting
+    and 5 fake steps, SiD's one fake step): the labs' IKL settings never override them."""
+    cls = GUIDANCES[name][1]
+    return {key: getattr(cls(), key) for key in getattr(cls, "own", ())}
+
+
+def _guidance_options(o: LabOptions, name: str = "ikl", **defaults) -> dict:
     """Lab defaults (the MLP fake score's lr 1e-3, IKL's fake evaluated after its update, then
-    each lab's) overridden by the user's."""
+    each lab's, then what makes guidance ``name`` itself) overridden by the user's."""
     user = {"weighting": o.weighting, "fake_steps": o.fake_steps, "t_range": o.t_range}
     return (
         {"fake_lr": 1e-3, "share_draw": False}
         | defaults
+        | own_defaults(name)
         | {k: v for k, v in user.items() if v is not None}
     )
 
@@ -224,7 +232,7 @@ def lab_modes(o: LabOptions) -> dict:
         torch.manual_seed(o.seed)
         gen = MLPGenerator(2, z_dim=16, hidden=256)
         opts = _guidance_options(
-            o, weighting="uniform", cfg_scale=1.0, fake_steps=2, fake_warmup=200
+            o, name, weighting="uniform", cfg_scale=1.0, fake_steps=2, fake_warmup=200
         )
         history = _fit(o, name, teacher, gen, opts, steps, o.lr or 1e-3, ref, max(steps // 20, 1))
         x = _draw(gen, 10_000, o.seed)
@@ -246,21 +254,24 @@ def lab_modes(o: LabOptions) -> dict:
 
 @_one_thread
 def lab_misaligned(o: LabOptions) -> dict:
-    """A thin ring far from the generator: plain KL (t ~ 0) against the full IKL integral."""
+    """A thin ring far from the generator: plain KL (t ~ 0) against the full IKL integral, and
+    the other fake-score losses of ``o.guidance`` (SiD, DMD) over the same full range."""
     teacher = gmm_preset("thin-ring")
     steps = o.steps or 4000
     ref = teacher.sample(1000, torch.Generator().manual_seed(o.seed + 100))
-    arms = {"kl": KL_T_RANGE, "ikl": o.t_range or (0.02, 0.98)}
-    metrics: dict = {"t_range": arms}
+    full = o.t_range or (0.02, 0.98)
+    arms = {"kl": ("ikl", KL_T_RANGE), "ikl": ("ikl", full)}
+    arms |= {g: (g, full) for g in o.guidance if g not in ("sds", "ikl")}
+    metrics: dict = {"t_range": {arm: t_range for arm, (_, t_range) in arms.items()}}
     samples, curves = {}, {}
-    for arm, t_range in arms.items():
+    for arm, (name, t_range) in arms.items():
         t0 = time.perf_counter()
         torch.manual_seed(o.seed)
         gen = MLPGenerator(2, z_dim=16, hidden=256, offset=(4.0, 4.0), init_scale=0.1)
-        opts = _guidance_options(o, weighting="sds", cfg_scale=1.0, fake_warmup=200) | {
+        opts = _guidance_options(o, name, weighting="sds", cfg_scale=1.0, fake_warmup=200) | {
             "t_range": t_range
         }
-        history = _fit(o, "ikl", teacher, gen, opts, steps, o.lr or 1e-3, ref, max(steps // 30, 1))
+        history = _fit(o, name, teacher, gen, opts, steps, o.lr or 1e-3, ref, max(steps // 30, 1))
         x = _draw(gen, 2000, o.seed)
         radius = x.double().norm(dim=1)
         samples[arm], curves[arm] = x, _curve(history)

@@ -49,3 +49,14 @@ def test_the_labs_keep_their_own_training_settings_whatever_the_run_defaults():
     assert (config.batch, config.log_every, config.lr_schedule) == (256, 10, "cosine")
     assert _guidance_options(LabOptions())["fake_lr"] == 1e-3
     assert _guidance_options(LabOptions(), fake_lr=5e-4)["fake_lr"] == 5e-4
+
+
+def test_a_lab_keeps_what_makes_dmd_dmd_and_the_user_still_wins():
+    from dream3d.pipelines.lab import LabOptions, _guidance_options
+
+    lab = {"weighting": "uniform", "fake_steps": 2}  # lab modes' IKL settings
+    assert _guidance_options(LabOptions(), "ikl", **lab)["fake_steps"] == 2
+    dmd = _guidance_options(LabOptions(), "dmd", **lab)
+    assert (dmd["weighting"], dmd["fake_steps"]) == ("dmd", 5)
+    assert _guidance_options(LabOptions(), "sid", **lab)["fake_steps"] == 1
+    assert _guidance_options(LabOptions(fake_steps=3), "dmd", **lab)["fake_steps"] == 3
