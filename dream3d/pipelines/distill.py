@@ -51,8 +51,13 @@ from generators import IMAGE_GENERATORS
 from generators.images import DiracImages, OneStepConfig
 from scenes.prompts import parse_prompt
 
-# the shipped one-step generators, distilled from the shipped tiny teacher (their .json: how)
-SHIPPED = {g: WEIGHTS / f"onestep-{g}-32.safetensors" for g in ("ikl", "sds")}
+# the shipped one-step generators, distilled from the shipped tiny teacher (their .json: how):
+# one per guidance that has a file, in the registry's order (the app's Images tab shows each)
+SHIPPED = {
+    g: WEIGHTS / f"onestep-{g}-32.safetensors"
+    for g in GUIDANCES
+    if (WEIGHTS / f"onestep-{g}-32.safetensors").is_file()
+}
 # captions of samples.png, one row each (those the generator knows), 8 fixed z per row
 SHOWN = (
     "a chair, front view",
