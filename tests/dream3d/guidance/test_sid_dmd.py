@@ -137,3 +137,22 @@ def test_dmd_fits_its_fake_five_times_per_generator_step():
 def test_bad_sid_alpha_is_refused(alpha):
     with pytest.raises(ValueError, match="alpha"):
         make_guidance("sid", _Linear(1.0), dim=2, alpha=alpha)
+
+
+def test_sid_differentiates_through_stable_diffusions_unet_and_its_lora(tiny_sd):
+    """On a latent teacher SiD's g flows through the UNet, with the LoRA fake's adapters on
+    for the fake's pass; neither the UNet nor the adapters get a gradient."""
+    from dream3d.teachers.stable_diffusion import StableDiffusionTeacher
+
+    teacher = StableDiffusionTeacher.load(str(tiny_sd))
+    sid = make_guidance("sid", teacher, cfg_scale=2.0)
+    assert type(sid.fake).__name__ == "LoRAScore"
+    with torch.no_grad():  # adapters that change the fake's output: f_p != f_q
+        for p in sid.fake.parameters():
+            p.normal_(0, 0.3, generator=torch.Generator().manual_seed(0))
+    cond = teacher.encode_prompt(["a red cube", "a blue cube"])
+    x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    loss, _ = sid.loss(x, cond, 0.0, torch.Generator().manual_seed(2))
+    loss.backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().max() > 0
+    assert all(p.grad is None for p in [*teacher.parameters(), *sid.fake.parameters()])
