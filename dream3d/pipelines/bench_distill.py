@@ -33,6 +33,7 @@ from dream3d.pipelines.distill import (
     shown_captions,
 )
 from dream3d.pipelines.image_scores import KEYS, cycled
+from dream3d.pipelines.stats import ci_cell
 from dream3d.pipelines.sweep import finished
 from dream3d.pipelines.tables import markdown, write_csv
 
@@ -132,12 +133,6 @@ def bench_distill(
     return table
 
 
-def _interval(values: list[float]) -> str:
-    """ "mean [lo, hi]" over seeds (one seed: the value alone)."""
-    mean, lo, hi = bootstrap_ci(values)
-    return f"{mean:.3f}" if len(values) == 1 else f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
-
-
 def summary(runs: dict, names: list[str], seeds: int) -> list[dict]:
     """A line per distilled row: each score's mean over the seeds that finished, with its
     interval; nfe as is, time per image and training time as means."""
@@ -145,7 +140,7 @@ def summary(runs: dict, names: list[str], seeds: int) -> list[dict]:
     for name in names:
         done = [runs[name, s] for s in range(seeds) if (name, s) in runs]
         line = {"row": f"{name} ({len(done)} seeds)"}
-        line |= {k: _interval([m[k] for m in done]) for k in KEYS}
+        line |= {k: ci_cell(bootstrap_ci([m[k] for m in done]), ".3f") for k in KEYS}
         line["nfe"] = done[0]["nfe"]
         for k in ("ms_per_image", "train_seconds"):
             values = [m[k] for m in done if m.get(k) is not None]
@@ -165,8 +160,8 @@ def paired(runs: dict, names: list[str], seeds: int) -> list[dict]:
         line = {"row": f"{name} - {BASELINE}", "seeds": len(both)}
         for k in PAIRED:
             diffs = [runs[name, s][k] - runs[BASELINE, s][k] for s in both]
-            mean, lo, hi = (f"{round(v, 9) + 0.0:+.3f}" for v in bootstrap_ci(diffs))  # no -0.000
-            line[k] = mean if len(both) == 1 else f"{mean} [{lo}, {hi}]"
+            ci = tuple(round(v, 9) + 0.0 for v in bootstrap_ci(diffs))  # no "-0.000"
+            line[k] = ci_cell(ci, "+.3f")
         lines.append(line)
     return lines
 

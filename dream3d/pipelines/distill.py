@@ -88,9 +88,9 @@ GUIDANCE_DEFAULTS = {
         share_draw=False,  # the shipped generators' recipe
     ),
     "sds": GuidanceConfig(cfg_scale=3.0, weighting="dmd"),
-    # SiD and DMD: IKL's fake score and learning rates, their own fake:generator ratios
-    "sid": SiDConfig(cfg_scale=3.0, fake="teacher", fake_steps=1, fake_lr=2e-4, share_draw=False),
-    "dmd": DMDConfig(cfg_scale=3.0, fake="teacher", fake_steps=5, fake_lr=2e-4, share_draw=False),
+    # SiD and DMD: IKL's fake score and learning rates, their own fake:generator ratios (1, 5)
+    "sid": SiDConfig(cfg_scale=3.0, fake="teacher", fake_lr=2e-4, share_draw=False),
+    "dmd": DMDConfig(cfg_scale=3.0, fake="teacher", fake_lr=2e-4, share_draw=False),
 }
 
 

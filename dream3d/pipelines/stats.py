@@ -203,7 +203,7 @@ def choice_lines(records: list[dict]) -> list[str]:
     lines = [head + " | truth's own n draws | colours |", "|" + "---|" * (7 + len(CHOICE_KEYS))]
     for r in records:
         sign = "+" if " - " in r["of"] else ""  # a paired difference
-        cells = [_ci_cell(r.get(k), sign + (".3g" if k == "modes" else ".3f")) for k in CHOICE_KEYS]
+        cells = [ci_cell(r.get(k), sign + (".3g" if k == "modes" else ".3f")) for k in CHOICE_KEYS]
         floor = ", ".join(f"{k} {v:.3g}" for k, v in r["floor"].items()) or "–"
         counts = ", ".join(f"{c} {n}" for c, n in (r["counts"] or {}).items()) or "–"
         lines.append(
@@ -214,7 +214,9 @@ def choice_lines(records: list[dict]) -> list[str]:
     return lines
 
 
-def _ci_cell(ci, spec: str) -> str:
+def ci_cell(ci, spec: str) -> str:
+    """A (mean, lo, hi) as "mean [lo, hi]" in ``spec``; the mean alone when the interval is a
+    point (one seed), "–" for None."""
     if ci is None:
         return "–"
     mean, lo, hi = ci
