@@ -41,29 +41,56 @@ class CameraEmbedding(nn.Module):
     reads the camera through the timestep embedding. Its last layer starts at zero, so a
     network it is added to starts exactly as it was (for a teacher copy, p_g = q exactly).
     A pose row of zeros (no camera can give one: cos^2 + sin^2 = 1) adds nothing: "no camera",
-    which classifier-free-style camera dropout trains."""
+    which classifier-free-style camera dropout trains.
 
-    def __init__(self, width: int, pose_dim: int = POSE_DIM):
+    ``harmonics`` K > 1 also feeds cos(k az), sin(k az) for k = 2..K (from the pose's cos and
+    sin of azimuth): a cube looks the same every 90 degrees of azimuth, so what it looks like is
+    a function of 4 az, which an MLP on cos az, sin az alone learnt too slowly to tell apart
+    (docs/camera.md)."""
+
+    def __init__(self, width: int, pose_dim: int = POSE_DIM, harmonics: int = 1):
         super().__init__()
-        self.net = mlp(pose_dim, width, hidden=width, layers=1)
+        if harmonics < 1:
+            raise ValueError(f"camera harmonics must be >= 1, got {harmonics}")
+        self.pose_dim, self.harmonics = pose_dim, harmonics
+        self.net = mlp(pose_dim + 2 * (harmonics - 1), width, hidden=width, layers=1)
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 
     @classmethod
-    def of(cls, unet) -> CameraEmbedding:
+    def of(cls, unet, harmonics: int = 1) -> CameraEmbedding:
         """One sized for ``unet``'s timestep embedding (a diffusers UNet2DConditionModel)."""
-        return cls(_time_embedding(unet).linear_2.out_features)
+        return cls(_time_embedding(unet).linear_2.out_features, harmonics=harmonics)
+
+    def features(self, pose: torch.Tensor) -> torch.Tensor:
+        """(B, P + 2(K - 1)): the pose, then cos(k az), sin(k az) for k = 2..K, as the powers
+        (cos az + i sin az)^k (a zero row stays zero)."""
+        first = torch.complex(pose[:, 0], pose[:, 1])
+        powers = [first**k for k in range(2, self.harmonics + 1)]
+        return torch.cat([pose, *(torch.stack([z.real, z.imag], 1) for z in powers)], 1)
+
+    def extend_from(self, other: CameraEmbedding) -> None:
+        """Take ``other``'s weights (fewer harmonics, or as many): the new harmonics' input
+        weights start at zero, so this embedding starts equal to ``other``."""
+        ours, theirs = self.state_dict(), other.state_dict()
+        first = ours["net.0.weight"]
+        if theirs["net.0.weight"].shape[1] > first.shape[1] or self.pose_dim != other.pose_dim:
+            raise ValueError("a camera embedding can only take one with no more harmonics")
+        first = torch.zeros_like(first)
+        first[:, : theirs["net.0.weight"].shape[1]] = theirs["net.0.weight"]
+        self.load_state_dict({**theirs, "net.0.weight": first})
 
     @contextmanager
     def added(self, unet, pose: torch.Tensor | None, batch: int):
         """While open, ``unet``'s timestep embedding comes out plus this embedding of ``pose``."""
-        p = self.net[0].in_features
         if pose is None:
             raise ValueError("fake_camera needs each sample's camera: the samples have no pose")
-        if pose.shape != (batch, p):
-            raise ValueError(f"pose must be ({batch}, {p}) for this batch, got {tuple(pose.shape)}")
+        if pose.shape != (batch, self.pose_dim):
+            raise ValueError(
+                f"pose must be ({batch}, {self.pose_dim}) for this batch, got {tuple(pose.shape)}"
+            )
         pose = pose.to(self.net[0].weight)
-        emb = self.net(pose) * pose.ne(0).any(-1, keepdim=True)  # (B, width); 0 for no camera
+        emb = self.net(self.features(pose)) * pose.ne(0).any(-1, keepdim=True)  # 0: no camera
         handle = _time_embedding(unet).register_forward_hook(lambda m, a, out: out + emb.to(out))
         try:
             yield

@@ -123,7 +123,9 @@ def _run_parser(sub) -> None:
 
 
 def _teacher_options(p) -> None:
-    p.add_argument("--teacher", choices=list(TEACHERS), help=f"default tiny. {teacher_help()}")
+    p.add_argument(
+        "--teacher", choices=list(TEACHERS), help=f"default tiny-camera. {teacher_help()}"
+    )
     p.add_argument("--weights", help="tiny teacher file (default: the shipped one)")
     p.add_argument(
         "--model",

@@ -178,6 +178,15 @@ def _train_parser(tsub, positive_int) -> None:
         "that teacher; cameras are dropped 10%% of the time, so it also samples without one",
     )
     train.add_argument(
+        "--camera-harmonics",
+        type=positive_int,
+        default=job.camera_harmonics,
+        metavar="K",
+        help="with --camera, the MLP also reads cos(k az), sin(k az) for k = 2..K (default 1: "
+        "the pose alone; 4 lets a cube's look repeat every 90 degrees); with --init from a "
+        "camera teacher with fewer, the new inputs start at zero",
+    )
+    train.add_argument(
         "--ema",
         type=float,
         default=TinyTrainJob.ema,

@@ -89,13 +89,14 @@ class TinyTrainJob:
     init: Path | None = None  # start from this teacher's UNet weights instead of random ones
     prediction: str = "v"  # v | eps: what the UNet learns to output
     camera: bool = False  # also read each render's camera (MVDream's embedding, zero-started)
+    camera_harmonics: int = 1  # the camera MLP also reads cos(k az), sin(k az), k = 2..this
     ema: float = 0.999  # EMA decay of the saved weights (a short fine-tune wants a shorter one)
     progress: bool = True  # progress bar
 
     def __post_init__(self):
         self.out, self.channels = Path(self.out), tuple(int(c) for c in self.channels)
         self.init = None if self.init is None else Path(self.init)
-        _check_positive(self, "steps", "batch", "lr", "save_every")
+        _check_positive(self, "steps", "batch", "lr", "save_every", "camera_harmonics")
         if self.warmup < 0:
             raise ValueError(f"warmup must be zero or positive, got {self.warmup}")
         try:
@@ -231,6 +232,7 @@ def _tiny_to_train(job: TinyTrainJob) -> TinyTeacher:
         block_out_channels=job.channels,
         prediction=job.prediction,
         camera=job.camera,
+        camera_harmonics=job.camera_harmonics,
     )
     if job.resume:  # the architecture is the checkpoint's, whatever the job says
         ckpt = read_checkpoint(job.out / "checkpoint.pt")
@@ -246,7 +248,7 @@ def _tiny_to_train(job: TinyTrainJob) -> TinyTeacher:
             )
         teacher.unet.load_state_dict(source.unet.state_dict())
         if source.camera is not None and teacher.camera is not None:
-            teacher.camera.load_state_dict(source.camera.state_dict())
+            teacher.camera.extend_from(source.camera)
         teacher.embeddings.update(source.embeddings)  # its caption table: no MiniLM needed
     return teacher
 

@@ -60,8 +60,12 @@ class TinyConfig:
     # also read each sample's camera (pose features) through an MLP added to the timestep
     # embedding, as MVDream (Shi et al. 2023); its last layer starts at zero
     camera: bool = False
+    # the camera MLP also reads cos(k az), sin(k az) for k = 2..camera_harmonics (1: the pose)
+    camera_harmonics: int = 1
 
     def __post_init__(self):
+        if self.camera_harmonics < 1:
+            raise ValueError(f"camera harmonics must be >= 1, got {self.camera_harmonics}")
         self.block_out_channels = tuple(int(c) for c in self.block_out_channels)
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("prediction", self.prediction, ("v", "eps"))
@@ -106,7 +110,11 @@ class TinyTeacher(nn.Module):
         self.alphas_cumprod = alphas_cumprod(self.config.schedule, self.config.steps)  # (T,)
         self.encoder = encoder
         self.embeddings: dict[str, torch.Tensor] = {}  # caption -> (D,) float32, saved
-        self.camera = CameraEmbedding.of(self.unet) if self.config.camera else None
+        self.camera = (
+            CameraEmbedding.of(self.unet, self.config.camera_harmonics)
+            if self.config.camera
+            else None
+        )
 
     @property
     def reads_camera(self) -> bool:

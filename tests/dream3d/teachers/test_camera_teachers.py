@@ -303,3 +303,48 @@ def test_the_shipped_camera_teacher_reads_the_camera_and_a_run_uses_it(cli, tmp_
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["teacher"] == "tiny-camera" and TINY_CAMERA_WEIGHTS.is_file()
     assert {"corner_ratio", "corner_ratio_truth", "janus"} <= metrics["truth"].keys()
+
+
+def test_camera_harmonics_are_cos_and_sin_of_k_times_the_azimuth():
+    from dream3d.nn import CameraEmbedding
+
+    emb = CameraEmbedding(8, harmonics=4)
+    az = torch.tensor([30.0, 135.0, -100.0])
+    cams = Cameras(az, torch.tensor([10.0, 40.0, 0.0]), torch.full((3,), 2.8), 40.0)
+    pose = pose_features(cams)
+    feats = emb.features(pose)
+    assert feats.shape == (3, POSE_DIM + 6) and torch.equal(feats[:, :POSE_DIM], pose)
+    for k in (2, 3, 4):  # worked out from the angle, not from the powers the code takes
+        rad = torch.deg2rad(k * az)
+        assert torch.allclose(feats[:, POSE_DIM + 2 * (k - 2)], rad.cos(), atol=1e-5)
+        assert torch.allclose(feats[:, POSE_DIM + 2 * (k - 2) + 1], rad.sin(), atol=1e-5)
+    # a cube's look repeats every 90 degrees: the 4th harmonic is equal 90 degrees apart
+    turned = pose_features(Cameras(az + 90, cams.elevation, cams.radius, cams.fov))
+    assert torch.allclose(emb.features(turned)[:, -2:], feats[:, -2:], atol=1e-5)
+    assert torch.equal(emb.features(torch.zeros(2, POSE_DIM)), torch.zeros(2, POSE_DIM + 6))
+    with pytest.raises(ValueError, match="harmonics"):
+        CameraEmbedding(8, harmonics=0)
+
+
+def test_a_camera_teacher_with_harmonics_starts_as_the_one_it_extends(tmp_path):
+    _, camera = _pair()
+    torch.nn.init.normal_(camera.camera.net[-1].weight, std=0.5)
+    more = TinyTeacher(TinyConfig(**{**CAMERA.__dict__, "camera_harmonics": 4}), fake_encoder)
+    more.unet.load_state_dict(camera.unet.state_dict())
+    more.camera.extend_from(camera.camera)
+    assert more.camera.net[0].weight.shape[1] == POSE_DIM + 6
+    x, t, pose = torch.randn(2, 3, 16, 16), torch.tensor([100, 700]), _poses(2)
+    cond = camera.encode_prompt(["a red cube, side view"] * 2)
+    with torch.no_grad():
+        before = camera.eps(x, t, cond, camera=pose)
+        assert torch.allclose(more.eps(x, t, cond, camera=pose), before, atol=1e-6)
+        torch.nn.init.normal_(more.camera.net[0].weight[:, POSE_DIM:], std=1.0)  # now it reads them
+        assert (more.eps(x, t, cond, camera=pose) - before).abs().max() > 1e-3
+    more.add_captions(["a red cube, side view"])
+    more.save(tmp_path / "h.safetensors")
+    back = TinyTeacher.load(tmp_path / "h.safetensors")
+    assert back.config.camera_harmonics == 4
+    with torch.no_grad():
+        assert torch.equal(back.eps(x, t, cond, camera=pose), more.eps(x, t, cond, camera=pose))
+    with pytest.raises(ValueError, match="no more harmonics"):
+        camera.camera.extend_from(more.camera)
