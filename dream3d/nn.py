@@ -65,6 +65,8 @@ class CameraEmbedding(nn.Module):
     def features(self, pose: torch.Tensor) -> torch.Tensor:
         """(B, P + 2(K - 1)): the pose, then cos(k az), sin(k az) for k = 2..K, as the powers
         (cos az + i sin az)^k (a zero row stays zero)."""
+        if self.harmonics == 1:
+            return pose
         first = torch.complex(pose[:, 0], pose[:, 1])
         powers = [first**k for k in range(2, self.harmonics + 1)]
         return torch.cat([pose, *(torch.stack([z.real, z.imag], 1) for z in powers)], 1)
@@ -72,11 +74,10 @@ class CameraEmbedding(nn.Module):
     def extend_from(self, other: CameraEmbedding) -> None:
         """Take ``other``'s weights (fewer harmonics, or as many): the new harmonics' input
         weights start at zero, so this embedding starts equal to ``other``."""
-        ours, theirs = self.state_dict(), other.state_dict()
-        first = ours["net.0.weight"]
-        if theirs["net.0.weight"].shape[1] > first.shape[1] or self.pose_dim != other.pose_dim:
+        if other.harmonics > self.harmonics or other.pose_dim != self.pose_dim:
             raise ValueError("a camera embedding can only take one with no more harmonics")
-        first = torch.zeros_like(first)
+        theirs = other.state_dict()
+        first = torch.zeros_like(self.net[0].weight)
         first[:, : theirs["net.0.weight"].shape[1]] = theirs["net.0.weight"]
         self.load_state_dict({**theirs, "net.0.weight": first})
 

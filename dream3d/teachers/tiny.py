@@ -60,12 +60,11 @@ class TinyConfig:
     # also read each sample's camera (pose features) through an MLP added to the timestep
     # embedding, as MVDream (Shi et al. 2023); its last layer starts at zero
     camera: bool = False
-    # the camera MLP also reads cos(k az), sin(k az) for k = 2..camera_harmonics (1: the pose)
+    # the camera MLP also reads cos(k az), sin(k az) for k = 2..camera_harmonics (1: the pose;
+    # CameraEmbedding checks it)
     camera_harmonics: int = 1
 
     def __post_init__(self):
-        if self.camera_harmonics < 1:
-            raise ValueError(f"camera harmonics must be >= 1, got {self.camera_harmonics}")
         self.block_out_channels = tuple(int(c) for c in self.block_out_channels)
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("prediction", self.prediction, ("v", "eps"))
