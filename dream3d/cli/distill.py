@@ -159,13 +159,14 @@ def _sample(args, check_writable) -> dict:
 def add_bench_parser(bsub, positive_int) -> None:
     q = bsub.add_parser(
         "distill",
-        help="the image table: references, one-step IKL, SDS, SiD and DMD, Dirac SDS and IKL",
-        description="Distills each row's generator (one-step IKL, SDS, SiD and DMD, Dirac SDS "
-        "and IKL) on every catalogue caption with its defaults at training seeds 0..N-1, "
-        "reusing finished runs in OUT, and scores them with the references (ground truth, the "
-        "teacher's DDIM at 50, 4 and 1 steps) on the same captions and sample count; writes "
-        "OUT/distill.md (means over seeds with 95 % intervals, and each row minus one-step "
-        "IKL seed by seed), distill.csv (one line per run) and distill.png.",
+        help="the image table: references, one-step IKL (raw, EMA), SDS, SiD, DMD, Dirac SDS, IKL",
+        description="Distills each row's generator (one-step IKL with its raw weights and with "
+        "an EMA of half-life 100 steps, SDS, SiD and DMD, Dirac SDS and IKL) on every "
+        "catalogue caption with its defaults at training seeds 0..N-1, reusing finished runs "
+        "in OUT, and scores them with the references (ground truth, the teacher's DDIM at 50, "
+        "4 and 1 steps) on the same captions and sample count; writes OUT/distill.md (means "
+        "over seeds with 95 % intervals, and each row minus one-step IKL seed by seed), "
+        "distill.csv (one line per run) and distill.png.",
     )
     q.add_argument(
         "--seeds", type=positive_int, default=3, help="training seeds 0..N-1 per row (default 3)"
@@ -176,9 +177,15 @@ def add_bench_parser(bsub, positive_int) -> None:
     q.add_argument(
         "--rows",
         nargs="+",
-        help="distilled rows to run: one-step-ikl one-step-sds one-step-sid one-step-dmd "
-        "dirac-sds dirac-ikl (default all; one-step IKL and SDS always, as the picture shows "
-        "them and the differences are against IKL)",
+        help="distilled rows to run: one-step-ikl one-step-ikl-ema100 one-step-sds one-step-sid "
+        "one-step-dmd dirac-sds dirac-ikl (default all; one-step IKL and SDS always, as the "
+        "picture shows them and the differences are against IKL)",
+    )
+    q.add_argument(
+        "--finished-only",
+        action="store_true",
+        help="train nothing: table the runs already finished in OUT (a row's seed count says "
+        "how many), e.g. cells run by hand or by several processes at once",
     )
     q.add_argument("--out", type=Path, default=Path("outputs/bench-distill"))
     q.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -189,7 +196,14 @@ def bench(args, check_writable) -> dict:
 
     check_writable(args.out)
     rows = bench_distill(
-        args.out, args.steps, args.dirac_steps, args.eval_n, not args.quiet, args.rows, args.seeds
+        args.out,
+        args.steps,
+        args.dirac_steps,
+        args.eval_n,
+        not args.quiet,
+        args.rows,
+        args.seeds,
+        args.finished_only,
     )
     print((args.out / "distill.md").read_text())
     print(f"wrote {args.out}/distill.md and distill.csv", file=sys.stderr)

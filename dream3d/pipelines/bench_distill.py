@@ -1,7 +1,8 @@
 """`dream3d bench distill`: the image table, Diff-Instruct's experiment against the truth.
 
 Rows: an independent ground-truth sample (the floor), the teacher's DDIM at 50, 4 and 1 steps,
-one-step generators distilled by IKL, SDS, SiD and DMD, and Dirac images by SDS and IKL; all on
+one-step generators distilled by IKL (raw weights, and an EMA with a half-life of 100
+steps), SDS, SiD and DMD, and Dirac images by SDS and IKL; all on
 every catalogue caption, with the same scored captions and sample count. Each distilled row
 runs at training seeds 0..N-1 (OUT/<row>/seed-<s>/; a finished run with the same config is
 reused): its cells are the mean over seeds with a 95 % bootstrap interval, and a second table
@@ -40,6 +41,7 @@ from dream3d.pipelines.tables import markdown, write_csv
 # the distilled rows: (row name, overrides of the distill defaults)
 RUNS = (
     ("one-step IKL", {"guidance": {"name": "ikl"}}),
+    ("one-step IKL EMA100", {"guidance": {"name": "ikl"}, "train": {"ema_halflife": 100}}),
     ("one-step SDS", {"guidance": {"name": "sds"}}),
     ("one-step SiD", {"guidance": {"name": "sid"}}),
     ("one-step DMD", {"guidance": {"name": "dmd"}}),
@@ -72,7 +74,7 @@ def run_configs(
             continue
         dirac = over.get("generator", {}).get("name") == "dirac"
         chosen = dirac_steps if dirac else steps
-        train = {"seed": seed} | ({"steps": chosen} if chosen else {})
+        train = over.get("train", {}) | {"seed": seed} | ({"steps": chosen} if chosen else {})
         tree = over | {"train": train} | ({"eval": {"n": eval_n}} if eval_n else {})
         configs[name] = resolve(overrides=tree)
     return configs
@@ -99,10 +101,13 @@ def bench_distill(
     progress: bool = True,
     rows: list[str] | None = None,
     seeds: int = 3,
+    finished_only: bool = False,
 ) -> list[dict]:
     """Every run's line (dicts with COLUMNS; the references' seed is None), written to
     OUT/distill.csv, with the table of means and intervals and the paired one in distill.md;
-    ``rows`` picks distilled rows by folder name (the one-step IKL and SDS rows always run)."""
+    ``rows`` picks distilled rows by folder name (the one-step IKL and SDS rows always run);
+    ``finished_only`` tables the runs already finished in OUT and trains none (a row's seed
+    count says how many it has; one-step IKL and SDS need seed 0 for the picture)."""
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
     out = Path(out)
@@ -110,15 +115,14 @@ def bench_distill(
     picked = None if rows is None else sorted({*rows, *ALWAYS})
     configs = [run_configs(steps, dirac_steps, eval_n, picked, s) for s in range(seeds)]
     names = list(configs[0])
+    if finished_only and not all(
+        finished(configs[0][n], out / row_folder(n) / "seed-0") for n in (BASELINE, "one-step SDS")
+    ):
+        raise ValueError(f"{out} has no finished seed 0 of one-step IKL and SDS to table")
     table = [r | {"seed": None} for r in cached_references(configs[0][BASELINE], out, progress)]
     references_md = [{k: r.get(k) for k in COLUMNS if k != "seed"} for r in table]
-    runs = {}
-    for seed, by_row in enumerate(configs):  # seed by seed: every row's seed 0 comes first
-        for name, config in by_row.items():
-            folder = out / row_folder(name) / f"seed-{seed}"
-            metrics = finished(config, folder) or distill(config, folder, progress=progress)
-            runs[name, seed] = metrics
-            table.append({"row": name, "seed": seed} | metrics)
+    runs = collect(configs, out, progress, finished_only)
+    table += [{"row": name, "seed": seed} | metrics for (name, seed), metrics in runs.items()]
     table = [{k: r.get(k) for k in COLUMNS} for r in table]
     write_csv(table, out / "distill.csv")
     lines = markdown(references_md + summary(runs, names, seeds), _cell)
@@ -133,12 +137,30 @@ def bench_distill(
     return table
 
 
+def collect(configs: list[dict], out: Path, progress: bool, finished_only: bool) -> dict:
+    """(row, seed) -> metrics of each run, seed by seed (every row's seed 0 first): a finished
+    run in OUT/<row>/seed-<s> with the same config is reused, a missing one distilled there
+    (or, ``finished_only``, left out)."""
+    runs = {}
+    for seed, by_row in enumerate(configs):
+        for name, config in by_row.items():
+            folder = out / row_folder(name) / f"seed-{seed}"
+            metrics = finished(config, folder)
+            if metrics is None and not finished_only:
+                metrics = distill(config, folder, progress=progress)
+            if metrics is not None:
+                runs[name, seed] = metrics
+    return runs
+
+
 def summary(runs: dict, names: list[str], seeds: int) -> list[dict]:
     """A line per distilled row: each score's mean over the seeds that finished, with its
     interval; nfe as is, time per image and training time as means."""
     lines = []
     for name in names:
         done = [runs[name, s] for s in range(seeds) if (name, s) in runs]
+        if not done:
+            continue
         line = {"row": f"{name} ({len(done)} seeds)"}
         line |= {k: ci_cell(bootstrap_ci([m[k] for m in done]), ".3f") for k in KEYS}
         line["nfe"] = done[0]["nfe"]

@@ -140,7 +140,8 @@ def test_the_bench_rows_are_the_distill_commands_defaults():
 
     configs = run_configs(None, None, None)
     assert list(configs) == [
-        "one-step IKL", "one-step SDS", "one-step SiD", "one-step DMD", "Dirac SDS", "Dirac IKL"
+        "one-step IKL", "one-step IKL EMA100", "one-step SDS", "one-step SiD", "one-step DMD",
+        "Dirac SDS", "Dirac IKL"
     ]  # fmt: skip
     # each row is what its command line makes, so a run made by hand is reused by the bench
     args = build_parser().parse_args(["distill", "--generator", "dirac", "--guidance", "sds"])
@@ -152,8 +153,31 @@ def test_the_bench_rows_are_the_distill_commands_defaults():
     assert run_configs(7, 5, 16, seed=2)["one-step SiD"].train.seed == 2
     args = build_parser().parse_args(["distill", "--guidance", "sid", "--seed", "2"])
     assert resolve(None, overrides(args)) == run_configs(None, None, None, seed=2)["one-step SiD"]
+    args = build_parser().parse_args(["distill", "--ema", "100", "--seed", "1"])
+    ema = run_configs(None, None, None, ["one-step-ikl-ema100"], seed=1)["one-step IKL EMA100"]
+    assert resolve(None, overrides(args)) == ema and ema.train.ema_halflife == 100
+    assert run_configs(7, 5, 16)["one-step IKL EMA100"].train.steps == 7
+    assert run_configs(7, 5, 16)["one-step IKL EMA100"].train.ema_halflife == 100
     with pytest.raises(ValueError, match="unknown rows gan"):
         run_configs(None, None, None, ["gan"])
+
+
+def test_the_bench_tables_only_finished_runs_when_asked(tmp_path):
+    """--finished-only: a run whose folder holds metrics.json and the same config is taken, a
+    folder made with another config (seed 0's config in seed 1's folder) and a missing folder
+    are left out, and nothing is trained."""
+    from dream3d.config import to_dict
+    from dream3d.pipelines.bench_distill import collect, row_folder, run_configs
+
+    configs = [run_configs(None, None, None, ["one-step-sid"], s) for s in range(3)]
+    for seed, written in ((0, 0), (1, 0)):
+        folder = tmp_path / row_folder("one-step SiD") / f"seed-{seed}"
+        folder.mkdir(parents=True)
+        config = configs[written]["one-step SiD"]
+        (folder / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+        (folder / "metrics.json").write_text(json.dumps({"fd": 30.0 + seed}))
+    runs = collect(configs, tmp_path, progress=False, finished_only=True)
+    assert runs == {("one-step SiD", 0): {"fd": 30.0}}
 
 
 def test_the_bench_summarises_seeds_with_intervals_and_pairs_them_with_ikl():
@@ -172,8 +196,9 @@ def test_the_bench_summarises_seeds_with_intervals_and_pairs_them_with_ikl():
             ("one-step IKL", 2): m(14, 0.8), ("one-step SiD", 0): m(9, 0.9),
             ("one-step SiD", 1): m(12, 0.7), ("one-step SiD", 2): m(12, 0.8),
             ("one-step DMD", 0): m(11, 0.8), ("one-step DMD", 1): m(15, 0.8)}  # fmt: skip
-    names = ["one-step IKL", "one-step SiD", "one-step DMD"]
+    names = ["one-step IKL", "one-step SiD", "one-step DMD", "Dirac IKL"]  # Dirac: no runs
     rows = {r["row"]: r for r in summary(runs, names, 3)}
+    assert len(rows) == 3 and not any(r.startswith("Dirac") for r in rows)
     ikl = rows["one-step IKL (3 seeds)"]
     assert ikl["fd"] == "12.000 [10.000, 14.000]" and ikl["train_seconds"] == 120.0
     assert rows["one-step DMD (2 seeds)"]["fd"] == "13.000 [11.000, 15.000]"
