@@ -36,15 +36,17 @@ DISTILL_FLAGS = {
 
 
 def add_parser(sub, positive_int) -> None:
-    from dream3d.pipelines.distill import GUIDANCE_DEFAULTS, TRAIN_DEFAULTS, DistillConfig
+    from dream3d.pipelines.distill import GENERATOR_DEFAULTS, GUIDANCE_DEFAULTS, DistillConfig
 
     config = DistillConfig()
     train = config.train  # distillation's defaults
     p = sub.add_parser(
         "distill",
-        help="distill a one-step image generator (or Dirac images) from the teacher by SDS or IKL",
+        help="distill a one-step image generator, Dirac images or a generator of NeRFs (triplane) "
+        "from the teacher by SDS, IKL, SiD or DMD",
         description="train (the default action): distills an image generator from the teacher, "
-        "data-free, on every catalogue caption (or the four view captions of --prompt), and "
+        "data-free, on every catalogue caption (or the four view captions of --prompt; the "
+        "triplane generator of NeRFs keeps 12 prompts out, held_out_prompts()), and "
         "writes config.yaml, metrics.json (fd, precision, recall, object_acc, colour_acc, "
         "colour_tv, variant_tv against ground-truth renders), progress.png, samples.png, "
         "generator.safetensors and checkpoint.pt into --out. sample: draws --n images of "
@@ -52,16 +54,23 @@ def add_parser(sub, positive_int) -> None:
     )
     p.add_argument("action", nargs="?", choices=["train", "sample"], default="train")
     p.add_argument("--prompt", help="a catalogue prompt, e.g. 'a red chair' (default: all)")
-    p.add_argument("--generator", choices=list(IMAGE_GENERATORS), help="default onestep")
+    p.add_argument(
+        "--generator",
+        choices=list(IMAGE_GENERATORS),
+        help="default onestep; dirac: one image per caption; triplane: (caption, z) -> a NeRF "
+        "in one step, trained through its renders (instant 3D; `dream3d generate` draws them)",
+    )
     p.add_argument("--guidance", choices=list(GUIDANCES), help="default ikl")
-    dirac = TRAIN_DEFAULTS["dirac"]
+    own = {k: d["train"] for k, d in GENERATOR_DEFAULTS.items()}
     for flag, key, text in (
         ("--steps", "steps", "generator steps"),
-        ("--batch", "batch", "images per step"),
+        ("--batch", "batch", "images (triplane: objects of 2 views) per step"),
         ("--lr", "lr", "generator learning rate"),
     ):
         kind = float if key == "lr" else positive_int
-        default = f"default {getattr(train, key):g}, dirac {dirac[key]:g}"
+        default = ", ".join(
+            [f"default {getattr(train, key):g}"] + [f"{k} {d[key]:g}" for k, d in own.items()]
+        )
         p.add_argument(flag, type=kind, help=f"{text} ({default})")
     p.add_argument(
         "--fake-steps",
@@ -85,6 +94,8 @@ def add_parser(sub, positive_int) -> None:
         type=float,
         help="CFG scale (default "
         + ", ".join(f"{n} {c.cfg_scale:g}" for n, c in GUIDANCE_DEFAULTS.items())
+        + "; triplane: as dream3d run, "
+        + ", ".join(f"{n} {c().cfg_scale:g}" for n, (_, c) in GUIDANCES.items())
         + ")",
     )
     p.add_argument("--seed", type=int, help=f"random seed (default {train.seed})")
@@ -92,7 +103,7 @@ def add_parser(sub, positive_int) -> None:
     p.add_argument(
         "--teacher",
         choices=[t for t in TEACHERS if t != "oracle"],
-        help=f"default tiny. {teacher_help()}",
+        help=f"default tiny (triplane: tiny-camera). {teacher_help()}",
     )
     p.add_argument("--model", help="sd: a diffusers folder or a Hub id already in the cache")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default cpu")
@@ -208,3 +219,38 @@ def bench(args, check_writable) -> dict:
     print((args.out / "distill.md").read_text())
     print(f"wrote {args.out}/distill.md and distill.csv", file=sys.stderr)
     return {"rows": rows}
+
+
+def add_generate_parser(sub, positive_int) -> None:
+    g = sub.add_parser(
+        "generate",
+        help="instant 3D: NeRFs of a prompt from a triplane generator, in one pass each",
+        description="Draws --n objects of --prompt from a triplane generator of NeRFs "
+        "(`dream3d distill --generator triplane`; default: the shipped IKL one) and writes, "
+        "per z, what `dream3d run` writes of its NeRF into OUT/z-<k>/ (views.png, turntable, "
+        "mesh.glb/obj/ply, metrics.json against the truth), then OUT/views.png, the turntables "
+        "tiled and OUT/metrics.json (mean scores, their spread over z, time per object).",
+    )
+    g.add_argument("--prompt", required=True, help="a catalogue prompt, e.g. 'a red chair'")
+    g.add_argument("--n", type=positive_int, default=4, help="objects, one z each (default 4)")
+    g.add_argument("--weights", type=Path, help="a triplane generator.safetensors")
+    g.add_argument("--seed", type=int, default=0, help="seeds the z's (default 0)")
+    g.add_argument("--out", type=Path, help="default outputs/generate-<prompt>-<seed>")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def generate(args, check_writable) -> dict:
+    from dream3d.pipelines.generate import generate
+    from dream3d.pipelines.text_to_3d import slug
+    from scenes.prompts import parse_prompt
+
+    if not args.prompt.strip():
+        raise ValueError("the prompt is empty; try e.g. 'a red chair'")
+    parse_prompt(args.prompt)  # outside the catalogue: one line, before anything is written
+    out = args.out or Path("outputs") / f"generate-{slug(args.prompt)}-{args.seed}"
+    check_writable(out)
+    metrics = generate(args.weights, args.prompt, args.n, out, args.seed, not args.quiet)
+    shown = {k: v for k, v in metrics.items() if k != "z_truth"}
+    print(json.dumps(shown, indent=2))
+    print(f"wrote {out}", file=sys.stderr)
+    return metrics

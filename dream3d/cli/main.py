@@ -443,6 +443,7 @@ def build_parser() -> Parser:
     _bench_parser(sub)
     _app_parser(sub)
     distill_cli.add_parser(sub, _positive_int)
+    distill_cli.add_generate_parser(sub, _positive_int)
     teacher_cli.add_parsers(sub, _positive_int)
     return parser
 
@@ -501,6 +502,8 @@ def main(argv: list[str] | None = None) -> int:
             serve_app(args)
         elif args.command == "distill":
             distill_cli.run(args, _check_writable)
+        elif args.command == "generate":
+            distill_cli.generate(args, _check_writable)
         else:
             if getattr(args, "out", None) is not None:
                 _check_writable(args.out)

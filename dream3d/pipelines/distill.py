@@ -94,10 +94,20 @@ GUIDANCE_DEFAULTS = {
 }
 
 
-# Training settings a generator needs apart from the one-step default: Dirac images are
-# pixels, moved by large steps; 300 x 64 draws give each of 864 images ~22 updates (8 images
-# of "a red cube" are judged right after 30 at lr 0.1: tests/dream3d/pipelines/test_distill.py)
-TRAIN_DEFAULTS = {"dirac": {"batch": 64, "lr": 0.1, "steps": 300}}
+# Settings a generator needs apart from the one-step defaults. Dirac images are pixels, moved
+# by large steps; 300 x 64 draws give each of 864 images ~22 updates (8 images of "a red cube"
+# are judged right after 30 at lr 0.1: tests/dream3d/pipelines/test_distill.py). The triplane
+# generator's samples are NeRF renders: `dream3d run`'s teacher (told the camera) and guidance
+# settings (the registry's defaults, not the image recipe above), objects of 2 views per step.
+GENERATOR_DEFAULTS = {
+    "dirac": {"train": {"batch": 64, "lr": 0.1, "steps": 300}},
+    "triplane": {
+        "teacher": {"name": "tiny-camera"},
+        "train": {"batch": 4, "lr": 1e-3, "steps": 3000, "save_every": 100},
+        "eval": {"every": 500},
+    },
+}
+NERF_GUIDANCE = ("triplane",)  # generators that take the registry's (NeRF) guidance defaults
 
 
 def _guidance() -> GuidanceConfig:
@@ -140,8 +150,14 @@ def resolve(
         tree["prompt"] = prompt
     generator = tree.get("generator")
     kind = generator.get("name") if isinstance(generator, dict) else None
-    if kind in TRAIN_DEFAULTS and config_file is None:
-        tree["train"] = merge(TRAIN_DEFAULTS[kind], tree.get("train") or {})
+    if config_file is None:
+        tree = merge(GENERATOR_DEFAULTS.get(kind, {}), tree)
+    if kind in NERF_GUIDANCE and config_file is None:
+        guidance = tree.get("guidance") or {}
+        name = guidance.get("name", "ikl") if isinstance(guidance, dict) else "ikl"
+        if name in GUIDANCES:
+            plain = to_dict(GUIDANCES[name][1]())
+            tree["guidance"] = merge(plain, guidance if isinstance(guidance, dict) else {})
     return from_dict(DistillConfig, tree)
 
 

@@ -190,13 +190,30 @@ def write_outputs(
 ) -> dict:
     """Every file of a finished run in ``out``; returns the metrics. ``clock`` times the
     parts: "progress.png", "views.png", "turntable", "mesh" (extraction and files), "scores"."""
+    with clock("progress.png"):
+        save_progress(history, out / "progress.png")
+    written = write_object(generator, spec, config.outputs, out, progress, clock)
+    last = history[-1] if history else {}
+    return {
+        "prompt": config.prompt,
+        "caption": spec.text,
+        "guidance": config.guidance.name,
+        "teacher": config.teacher.name,
+        "seed": config.train.seed,
+        "steps": config.train.steps,
+        "final_loss": last.get("loss"),
+        **written,
+        "files": sorted(p.name for p in out.iterdir() if p.is_file()),
+    }
+
+
+def write_object(generator, spec, o, out: Path, progress: bool = True, clock=NO_CLOCK) -> dict:
+    """views.png, the turntable, the mesh files of one NeRF (``o``: an OutputsConfig) in
+    ``out``, and its scores against the prompt's truth: {"mesh": ..., "truth": ...}."""
     from generators.nerf.export import extract_mesh, mesh_metrics, save_mesh
 
     generator.eval()
     generator.refresh_occupancy()  # the last refresh is up to grid.every steps old
-    with clock("progress.png"):
-        save_progress(history, out / "progress.png")
-    o = config.outputs
     with clock("views.png"):
         save_views(generator, out / "views.png", o.views_size, o.views_samples)
     with clock("turntable"):
@@ -206,51 +223,47 @@ def write_outputs(
         device = next(field.parameters()).device
         mesh = extract_mesh(field.density, field.albedo, o.mesh, device)
         save_mesh(mesh, out)
-    last = history[-1] if history else {}
     with clock("scores"):
         truth = scores(generator, spec, mesh, o.mesh.threshold)
-    return {
-        "prompt": config.prompt,
-        "caption": spec.text,
-        "guidance": config.guidance.name,
-        "teacher": config.teacher.name,
-        "seed": config.train.seed,
-        "steps": config.train.steps,
-        "final_loss": last.get("loss"),
-        "mesh": mesh_metrics(mesh),
-        "truth": truth,
-        "files": sorted(p.name for p in out.iterdir() if p.is_file()),
-    }
+    return {"mesh": mesh_metrics(mesh), "truth": truth}
 
 
 def write_particle_outputs(
     particles, spec, config, history, out: Path, progress: bool = True, clock=NO_CLOCK
 ) -> dict:
-    """``write_outputs`` for each particle into OUT/particle-<k>/, then OUT/views.png (every
-    particle's albedo views, a row each), OUT/turntable.mp4/.gif (their turntables tiled) and
-    the metrics: the particles' mean scores, each one's, and how they spread over the
-    prompt's choices (``scenes.score.distribution_scores``)."""
-    from dream3d.pipelines.stats import choices_of
-    from scenes.score import distribution_scores
-
+    """``write_outputs`` for each particle into OUT/particle-<k>/, then ``combine`` them:
+    OUT/views.png, the tiled turntable, the mean scores and their spread over the prompt's
+    choices; and OUT/progress.png."""
     folders = [out / f"particle-{k}" for k in range(len(particles.nerfs))]
     runs = []
     for nerf, folder in zip(tqdm(particles.nerfs, desc="particles", disable=not progress), folders):
         folder.mkdir(exist_ok=True)
         runs.append(write_outputs(nerf, spec, config, history, folder, False, clock))
         (folder / "metrics.json").write_text(json.dumps(runs[-1], indent=1))
-    particle_grid(folders, out / "views.png")
-    tiled_turntable(folders, out)
     save_progress(history, out / "progress.png")
-    truths = [r["truth"] for r in runs]
     return {
         **{k: v for k, v in runs[0].items() if k not in ("final_loss", "mesh", "truth", "files")},
         "particles": len(runs),
         "final_loss": runs[0]["final_loss"],
-        "truth": mean_truth(truths),
-        "particle_truth": truths,
-        "distribution": distribution_scores(*choices_of({"particle_truth": truths}), spec),
+        **combine(folders, [r["truth"] for r in runs], spec, out, "particle"),
         "files": sorted(p.name for p in out.iterdir() if p.is_file()),
+    }
+
+
+def combine(folders: list[Path], truths: list[dict], spec, out: Path, label: str) -> dict:
+    """Several objects of one prompt (particles, or a generator's z's), each written in its
+    folder: OUT/views.png (their albedo rows), OUT/turntable.mp4/.gif (tiled), and
+    {"truth": the mean scores, "<label>_truth": each one's, "distribution": how they spread
+    over the prompt's choices (``scenes.score.distribution_scores``)}."""
+    from dream3d.pipelines.stats import choices_of
+    from scenes.score import distribution_scores
+
+    particle_grid(folders, out / "views.png")
+    tiled_turntable(folders, out)
+    return {
+        "truth": mean_truth(truths),
+        f"{label}_truth": truths,
+        "distribution": distribution_scores(*choices_of({"particle_truth": truths}), spec),
     }
 
 

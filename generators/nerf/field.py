@@ -214,13 +214,11 @@ def build_grid(config: HashGridConfig, device: torch.device | str, seed: int = 0
 
 
 @dataclass(frozen=True)
-class FieldConfig:
-    """Hash grid -> MLP -> (density, albedo); defaults are the CPU-small field.
+class DensityConfig:
+    """A field's MLP head and how its output becomes density, albedo and normals: what every
+    field shares, whatever encodes the points (``FieldConfig``: a hash grid; triplanes:
+    generators.nerf.amortised)."""
 
-    scenes/presets/cuda.yaml sets threestudio's: 16 x 2 levels, 2^19 table, max res 2048, MLP 64.
-    """
-
-    grid: HashGridConfig = field(default_factory=HashGridConfig)  # positional encoding
     hidden: int = 32  # MLP width
     layers: int = 1  # hidden layers of the MLP
     bound: float = 1.0  # the field covers [-bound, bound]^3; density is 0 outside
@@ -234,6 +232,16 @@ class FieldConfig:
 
     def __post_init__(self):
         check_choice("density activation", self.activation, ACTIVATIONS)
+
+
+@dataclass(frozen=True)
+class FieldConfig(DensityConfig):
+    """Hash grid -> MLP -> (density, albedo); defaults are the CPU-small field.
+
+    scenes/presets/cuda.yaml sets threestudio's: 16 x 2 levels, 2^19 table, max res 2048, MLP 64.
+    """
+
+    grid: HashGridConfig = field(default_factory=HashGridConfig)  # positional encoding
 
 
 class _TruncExp(torch.autograd.Function):
@@ -254,36 +262,24 @@ def trunc_exp(x: torch.Tensor) -> torch.Tensor:
     return _TruncExp.apply(x)
 
 
-class NeRFField(nn.Module):
-    """Density and albedo of world points: sigma = act(mlp_0(enc(x)) + blob(x)).
-
-    Density activation: softplus, as Magic3D and threestudio, or exp (truncated gradient), as
-    Instant-NGP and stable-dreamfusion: exp reaches the densities of solid surfaces within a
-    few hundred steps, where softplus leaves a fog of density ~5 (measured); the blob bias
-    ``blob_density * (1 - |x| / blob_radius)`` (Magic3D's form of DreamFusion's density blob)
-    makes the initial field a soft ball at the origin. Albedo = sigmoid(mlp_{1:4}(enc(x))).
+class DensityField(nn.Module):
+    """What the renderer, the mesh export and the scores read of a field: density and albedo of
+    world points, and normals, from ``raw(points)`` (pre-activation density with the blob bias,
+    albedo) and ``config`` (a DensityConfig: bound, activation, blob, normals). Subclasses say
+    how points become ``raw``: a hash grid (``NeRFField``) or triplanes
+    (generators.nerf.amortised).
     """
 
-    def __init__(self, config: FieldConfig = FieldConfig(), seed: int = 0, device="cpu"):
-        super().__init__()
-        self.config = config
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.encoding = build_grid(config.grid, device, seed)
-            widths = [self.encoding.out_dim] + [config.hidden] * config.layers
-            layers = []
-            for a, b in zip(widths[:-1], widths[1:]):
-                layers += [nn.Linear(a, b), nn.ReLU()]
-            self.mlp = nn.Sequential(*layers, nn.Linear(widths[-1], 4))
-        self.to(device)
+    config: DensityConfig
 
     def raw(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pre-activation density (N,) with the blob bias, and albedo (N, 3) in (0, 1)."""
+        raise NotImplementedError
+
+    def blob(self, points: torch.Tensor) -> torch.Tensor:
+        """Magic3D's density blob, blob_density * (1 - |x| / blob_radius): (N,)."""
         c = self.config
-        unit = (points / c.bound + 1).mul(0.5).clamp(0, 1)  # [-bound, bound]^3 -> [0, 1]^3
-        h = self.mlp(self.encoding(unit))  # (N, 4)
-        blob = c.blob_density * (1 - points.norm(dim=-1) / c.blob_radius)
-        return h[:, 0] + blob, torch.sigmoid(h[:, 1:])
+        return c.blob_density * (1 - points.norm(dim=-1) / c.blob_radius)
 
     def activate(self, raw: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         """Density (N,) = softplus(raw) or exp(raw), zero outside the box [-bound, bound]^3."""
@@ -340,3 +336,34 @@ class NeRFField(nn.Module):
         probe = torch.cat([points[:, None] + offsets, points[:, None] - offsets], 1)  # (N, 6, 3)
         raw = self.raw(probe.reshape(-1, 3))[0].reshape(-1, 2, 3)
         return -F.normalize(raw[:, 0] - raw[:, 1], dim=-1)
+
+
+class NeRFField(DensityField):
+    """Density and albedo of world points: sigma = act(mlp_0(enc(x)) + blob(x)).
+
+    Density activation: softplus, as Magic3D and threestudio, or exp (truncated gradient), as
+    Instant-NGP and stable-dreamfusion: exp reaches the densities of solid surfaces within a
+    few hundred steps, where softplus leaves a fog of density ~5 (measured); the blob bias
+    ``blob_density * (1 - |x| / blob_radius)`` (Magic3D's form of DreamFusion's density blob)
+    makes the initial field a soft ball at the origin. Albedo = sigmoid(mlp_{1:4}(enc(x))).
+    """
+
+    def __init__(self, config: FieldConfig = FieldConfig(), seed: int = 0, device="cpu"):
+        super().__init__()
+        self.config = config
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.encoding = build_grid(config.grid, device, seed)
+            widths = [self.encoding.out_dim] + [config.hidden] * config.layers
+            layers = []
+            for a, b in zip(widths[:-1], widths[1:]):
+                layers += [nn.Linear(a, b), nn.ReLU()]
+            self.mlp = nn.Sequential(*layers, nn.Linear(widths[-1], 4))
+        self.to(device)
+
+    def raw(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pre-activation density (N,) with the blob bias, and albedo (N, 3) in (0, 1)."""
+        c = self.config
+        unit = (points / c.bound + 1).mul(0.5).clamp(0, 1)  # [-bound, bound]^3 -> [0, 1]^3
+        h = self.mlp(self.encoding(unit))  # (N, 4)
+        return h[:, 0] + self.blob(points), torch.sigmoid(h[:, 1:])
