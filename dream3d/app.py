@@ -51,6 +51,7 @@ TABLE = ("guidance", "seed", *COLUMNS, "train s", "wall s")  # the score table's
 IMAGE_SAMPLES = (1, 32)  # the samples the Images tab may ask for
 IMAGE_GRID = {"cols": 8, "scale": 3}  # its grids: 8 images a row, upscaled 3x (nearest)
 IMAGE_DDIM = 50  # the teacher's DDIM steps of its reference column
+INSTANT_OBJECTS = (1, 8)  # the objects (z's) the Instant 3D tab may ask for
 
 
 @dataclass
@@ -62,6 +63,8 @@ class AppConfig:
     concurrency: int = 1  # runs training at once
     device: str = "cuda" if torch.cuda.is_available() else "cpu"
     image_weights: dict | None = None  # Images tab: guidance -> generator file; None: shipped
+    # Instant 3D tab: guidance -> triplane generator file; None: the shipped ones
+    triplane_weights: dict | None = None
 
 
 class Cancelled(Exception):
@@ -144,12 +147,13 @@ def _number(name: str, value, lo: float, hi: float, integer: bool = False):
     return int(number) if integer else number
 
 
-def job_folder(root: Path, config) -> Path:
-    """A new folder root/compare-<slug>-<seed>-<time>[-n] of its own."""
+def job_folder(root: Path, config, kind: str = "compare") -> Path:
+    """A new folder root/<kind>-<slug>-<seed>-<time>[-n] of its own (``config``: anything
+    with ``prompt`` and ``train.seed``)."""
     from dream3d.pipelines.text_to_3d import slug
 
     when = time.strftime("%Y%m%d-%H%M%S")
-    stem = f"compare-{slug(config.prompt)}-{config.train.seed}-{when}"
+    stem = f"{kind}-{slug(config.prompt)}-{config.train.seed}-{when}"
     for n in range(1000):
         path = root / (stem if n == 0 else f"{stem}-{n}")
         try:
@@ -292,6 +296,8 @@ def build_app(app: AppConfig):
             _tab_3d(gr, app)
         with gr.Tab("Images", id="images"):
             _tab_images(gr, app)
+        with gr.Tab("Instant 3D", id="instant"):
+            _tab_instant(gr, app)
     return page
 
 
@@ -397,6 +403,92 @@ def _tab_images(gr, app: AppConfig) -> None:
 
     triggers = [go.click, prompt.submit]
     gr.on(triggers, on_sample, [prompt, n, seed], [status, *grids], api_name="sample_images")
+
+
+def triplane_weights(app: AppConfig) -> dict:
+    """The Instant 3D tab's generators: guidance name -> triplane .safetensors file."""
+    from dream3d.pipelines.generate import SHIPPED_TRIPLANE
+
+    return dict(app.triplane_weights or SHIPPED_TRIPLANE)
+
+
+def instant_objects(app: AppConfig, prompt, n, seed) -> dict[str, dict]:
+    """The Instant 3D tab's click: guidance -> {"views": OUT/views.png, "mesh": the first
+    object's mesh.glb, "metrics": generate's, "seconds"}, each guidance's n objects of the
+    prompt (the same z's) written by ``generate`` into a new folder of app.out at the draft
+    resolution; bad input is a one-line ValueError."""
+    from types import SimpleNamespace
+
+    from dream3d.pipelines.generate import generate
+    from dream3d.pipelines.text_to_3d import OutputsConfig, read_prompt
+
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError("the prompt is empty; try e.g. 'a red chair'")
+    read_prompt(prompt.strip())
+    n = _number("objects", n, *INSTANT_OBJECTS, integer=True)
+    seed = _number("seed", seed, 0, 2**31 - 1, integer=True)
+    job = SimpleNamespace(prompt=prompt.strip(), train=SimpleNamespace(seed=seed))
+    root = job_folder(app.out, job, "instant")
+    outputs = from_draft(OutputsConfig)
+    shown = {}
+    for g, weights in triplane_weights(app).items():
+        start = time.perf_counter()
+        metrics = generate(weights, prompt.strip(), n, root / g, seed, False, outputs)
+        views, mesh = root / g / "views.png", root / g / "z-0" / "mesh.glb"
+        shown[g] = {"views": views, "mesh": mesh, "metrics": metrics,
+                    "seconds": time.perf_counter() - start}  # fmt: skip
+    return shown
+
+
+def from_draft(cls):
+    """An OutputsConfig at the app's draft resolution."""
+    from dream3d.config import from_dict
+
+    return from_dict(cls, RESOLUTIONS["draft"])
+
+
+def _tab_instant(gr, app: AppConfig) -> None:
+    """Triplane generators of NeRFs (instant 3D), IKL and SDS side by side: n objects each."""
+    gr.Markdown(
+        "# Instant 3D: one generator of NeRFs for every caption\n"
+        "A network that maps (caption, z) to a NeRF in one pass, distilled by IKL and by SDS "
+        "(`dream3d distill --generator triplane`): n z's of one prompt, their views, the "
+        "first one's mesh, and how the n objects spread over the prompt's choices. 12 prompts "
+        "(e.g. a red chair) were never seen in training."
+    )
+    with gr.Row():
+        prompt = gr.Textbox("a chair", label="prompt", scale=3, elem_id="instant-prompt")
+        n = gr.Number(4, precision=0, label=f"objects ({INSTANT_OBJECTS[0]}-{INSTANT_OBJECTS[1]})")
+        seed = gr.Number(0, precision=0, label="seed")
+    go = gr.Button("Generate", variant="primary", elem_id="generate")
+    status = gr.Markdown("Ready.", elem_id="instant-status")
+    names = list(triplane_weights(app))
+    views, meshes = [], []
+    with gr.Row():
+        for g in names:
+            with gr.Column():
+                views.append(gr.Image(label=f"{g.upper()}: views", type="filepath"))
+                meshes.append(gr.Model3D(label=f"{g.upper()}: the first object's mesh"))
+
+    def on_generate(prompt, n, seed):
+        try:
+            shown = instant_objects(app, prompt, n, seed)
+        except ValueError as err:  # shown in this user's status; the app goes on serving
+            return [" ".join(str(err).split())] + [None] * (2 * len(names))
+        parts = []
+        for g, s in shown.items():
+            d = s["metrics"]["distribution"] or {}
+            ms = s["metrics"]["ms_per_object"]
+            parts.append(f"{g.upper()} {ms:.0f} ms/object, {d.get('modes', 1)} modes")
+        line = f"{n:.0f} objects of {prompt.strip()!r}, seed {seed:.0f}: " + " · ".join(parts)
+        return (
+            [line]
+            + [str(s["views"]) for s in shown.values()]
+            + [str(s["mesh"]) for s in shown.values()]
+        )
+
+    triggers = [go.click, prompt.submit]
+    gr.on(triggers, on_generate, [prompt, n, seed], [status, *views, *meshes], api_name="instant")
 
 
 def _inputs(gr, app: AppConfig):

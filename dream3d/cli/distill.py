@@ -14,6 +14,7 @@ from dream3d.cli import flag_overrides
 from dream3d.guidance import GUIDANCES
 from dream3d.pipelines.world import TEACHERS, teacher_help
 from generators import IMAGE_GENERATORS
+from scenes.prompts import parse_prompt
 
 # the everyday flags of `dream3d distill` and the settings of the config tree they set; any
 # other setting is `--set PATH=VALUE` (dream3d/pipelines/distill.py: DistillConfig)
@@ -205,6 +206,8 @@ def add_bench_parser(bsub, positive_int) -> None:
 def bench(args, check_writable) -> dict:
     from dream3d.pipelines.bench_distill import bench_distill
 
+    if args.action == "amortised":
+        return bench_amortised(args, check_writable)
     check_writable(args.out)
     rows = bench_distill(
         args.out,
@@ -242,7 +245,6 @@ def add_generate_parser(sub, positive_int) -> None:
 def generate(args, check_writable) -> dict:
     from dream3d.pipelines.generate import generate
     from dream3d.pipelines.text_to_3d import slug
-    from scenes.prompts import parse_prompt
 
     if not args.prompt.strip():
         raise ValueError("the prompt is empty; try e.g. 'a red chair'")
@@ -254,3 +256,65 @@ def generate(args, check_writable) -> dict:
     print(json.dumps(shown, indent=2))
     print(f"wrote {out}", file=sys.stderr)
     return metrics
+
+
+def add_bench_amortised_parser(bsub, positive_int) -> None:
+    from dream3d.pipelines.bench_amortised import RUN_PROMPTS
+
+    q = bsub.add_parser(
+        "amortised",
+        help="instant 3D: triplane generators of NeRFs against the truth and per-prompt runs",
+        description="Scores --n objects per caption of each triplane generator (by guidance; "
+        "default the shipped IKL and SDS ones) as `dream3d run` NeRFs are scored, on held-in "
+        "captions (each object colourless and in one colour) and the 12 held-out ones; the "
+        "spread of each caption's objects over its choices; per-prompt `dream3d run` NeRFs of "
+        "a few of the same captions at --run-seeds seeds beside them (reused from OUT/runs). "
+        "Writes OUT/amortised.md, amortised.csv (one line per object) and amortised.png.",
+    )
+    q.add_argument(
+        "--weights",
+        nargs="+",
+        metavar="GUIDANCE=FILE",
+        help="generators to score, e.g. ikl=a/generator.safetensors sds=b/generator.safetensors "
+        "(default: the shipped triplane-ikl and triplane-sds)",
+    )
+    q.add_argument(
+        "--n", type=positive_int, default=8, help="objects (z's) per caption (default 8)"
+    )
+    q.add_argument("--captions", type=Path, help="one catalogue prompt per line (default: 36)")
+    q.add_argument(
+        "--run-prompts",
+        nargs="*",
+        help=f"prompts of the per-prompt runs (default: {', '.join(RUN_PROMPTS)}; none: no runs)",
+    )
+    q.add_argument(
+        "--run-seeds", type=positive_int, default=3, help="seeds per prompt run (default 3)"
+    )
+    q.add_argument("--seed", type=int, default=0, help="seeds the z's (default 0)")
+    q.add_argument("--out", type=Path, default=Path("outputs/bench-amortised"))
+    q.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def bench_amortised(args, check_writable) -> dict:
+    from dream3d.pipelines.bench import read_prompts
+    from dream3d.pipelines.bench_amortised import bench_amortised
+    from dream3d.pipelines.generate import SHIPPED_TRIPLANE
+
+    weights = dict(SHIPPED_TRIPLANE)
+    if args.weights:
+        pairs = [w.partition("=") for w in args.weights]
+        bad = [w for w, (g, eq, f) in zip(args.weights, pairs) if not (eq and g and f)]
+        if bad:
+            raise ValueError(f"--weights takes GUIDANCE=FILE, got {' '.join(bad)}")
+        weights = {g: Path(f) for g, _, f in pairs}
+    captions = read_prompts(args.captions) if args.captions else None
+    for prompt in [*(captions or []), *(args.run_prompts or [])]:
+        parse_prompt(prompt)  # outside the catalogue: one line, before anything runs
+    check_writable(args.out)
+    result = bench_amortised(
+        weights, args.out, args.n, captions, args.run_prompts, args.run_seeds,
+        not args.quiet, args.seed,
+    )  # fmt: skip
+    print("\n".join(result["tables"]))
+    print(f"wrote {args.out}/amortised.md, amortised.csv and amortised.png", file=sys.stderr)
+    return result

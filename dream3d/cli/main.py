@@ -295,6 +295,7 @@ def _bench_parser(sub) -> None:
     speed.add_argument("--quiet", action="store_true", help="no progress bars")
     _bench_gpu_parser(bsub)
     distill_cli.add_bench_parser(bsub, _positive_int)
+    distill_cli.add_bench_amortised_parser(bsub, _positive_int)
 
 
 def _bench_gpu_parser(bsub) -> None:

@@ -99,3 +99,82 @@ def test_generate_refuses_bad_input_in_one_line(weights, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["generate", "--prompt", "a mug", "--n", "0"])
     assert exit_.value.code == 2
+
+
+def test_the_bench_samples_held_in_and_held_out_captions():
+    from dream3d.pipelines.bench_amortised import RUN_PROMPTS, sample_captions
+    from generators.nerf.amortised import held_out_prompts
+    from scenes.prompts import parse_prompt
+
+    captions = sample_captions()
+    held = set(held_out_prompts())
+    assert len(captions) == 36 and len(set(captions)) == 36
+    assert set(captions[24:]) == held and not set(captions[:24]) & held
+    assert sum(parse_prompt(c).colour is None for c in captions) == 12  # one per object
+    in_runs = [parse_prompt(p).text in held for p in RUN_PROMPTS]
+    assert in_runs == [False, False, True, True]  # two held-in, two held-out
+
+
+def test_the_bench_tables_hold_means_over_captions_and_ratios_to_runs():
+    """Two guidances, two colourless held-in captions and one held-out, two z's each.
+    ikl's 3D IoU per caption: 0.5, 0.7 (held-in) -> 0.600 [0.500, 0.700]; its chair objects
+    are two variants in two colours (2 modes), sds's one (1 mode): ikl - sds = +1 on the
+    chair, 0 on the mug. The runs of "a chair" average 0.8 for ikl: ratio 0.5 / 0.8."""
+    from dream3d.pipelines.bench_amortised import tables
+
+    def t(iou, variant="chair-tall", colour="red", **more):
+        return {"occupancy_iou": iou, "silhouette_iou": 0.9, "closest_variant": variant,
+                "nearest_colour": colour, "janus": 0} | more  # fmt: skip
+
+    per = {
+        ("ikl", "a chair"): [t(0.4, "chair-tall", "red"), t(0.6, "chair-plain", "blue")],
+        ("ikl", "a mug"): [t(0.7, "mug", "red"), t(0.7, "mug", "red")],
+        ("ikl", "a red chair"): [t(0.2, colour_error=0.1), t(0.4, colour_error=0.3)],
+        ("sds", "a chair"): [t(0.3), t(0.3)],
+        ("sds", "a mug"): [t(0.1, "mug"), t(0.1, "mug")],
+        ("sds", "a red chair"): [t(0.1, colour_error=0.5), t(0.1, colour_error=0.5)],
+    }
+    held = {"a chair": False, "a mug": False, "a red chair": True}
+    per_caption = {k: {"truths": v, "ms": 10.0, "held_out": held[k[1]]} for k, v in per.items()}
+    runs = {"a chair": {"ikl": [{"occupancy_iou": 0.7}, {"occupancy_iou": 0.9}]}}
+    lines = tables(per_caption, ["ikl", "sds"], list(held), runs, None)
+    text = "\n".join(lines)
+    assert "| ikl | held-in (2) | 0.900 | 0.600 [0.500, 0.700] |" in text
+    assert "| ikl | held-out (1) | 0.900 | 0.300 | 0.200 |" in text
+    assert "| a chair | False | 0.500 | 0.800 | 0.625 |" in text
+    assert "| ikl | 2 | 1.500 [1.000, 2.000] |" in text  # modes: chair 2, mug 1
+    assert "Modes, ikl minus sds, caption by caption: 0.500 [0.000, 1.000]." in text
+    assert "ikl 10.0 ms, sds 10.0 ms" in text
+
+
+def test_bench_amortised_scores_each_object_and_draws_the_picture(weights, tmp_path):
+    from dream3d.pipelines.bench_amortised import bench_amortised
+
+    out = tmp_path / "bench"
+    result = bench_amortised(
+        {"ikl": weights}, out, n=2, captions=["a mug", "a red chair"], run_prompts=[],
+        progress=False,
+    )  # fmt: skip
+    objects = result["objects"]
+    assert [(o["caption"], o["z"], o["held_out"]) for o in objects] == [
+        ("a mug", 0, False), ("a mug", 1, False), ("a red chair", 0, True), ("a red chair", 1, True)
+    ]  # fmt: skip
+    mine = generate(weights, "a mug", n=2, out=tmp_path / "g", progress=False, outputs=QUICK)
+    assert objects[0]["closest_variant"] == mine["z_truth"][0]["closest_variant"]
+    assert {"amortised.md", "amortised.csv", "amortised.png"} <= {p.name for p in out.iterdir()}
+
+
+def test_the_apps_instant_tab_generates_both_guidances_on_the_same_z(weights, tmp_path):
+    from dream3d.app import AppConfig, instant_objects
+
+    app = AppConfig(out=tmp_path / "app", triplane_weights={"ikl": weights, "sds": weights})
+    shown = instant_objects(app, " a mug ", 2, 5)
+    assert list(shown) == ["ikl", "sds"]
+    for s in shown.values():
+        assert s["views"].is_file() and s["mesh"].is_file() and s["metrics"]["n"] == 2
+    # the same file and z's: the same objects in both columns
+    assert shown["ikl"]["metrics"]["z_truth"] == shown["sds"]["metrics"]["z_truth"]
+    for prompt, n, message in (("", 2, "prompt is empty"), ("a car", 2, "vocabulary"),
+                               ("a mug", 0, "objects"), ("a mug", 9, "objects")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            instant_objects(app, prompt, n, 0)
