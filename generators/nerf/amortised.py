@@ -72,6 +72,10 @@ class TriplaneConfig:
     z_dim: int = 16  # noise input per object
     width: int = 256  # mapping network width
     channels: int = 16  # features per plane
+    # per-object features every point reads (constant planes): its colour and overall look
+    # need not be spread over the planes by the convolutions (600 steps without: every
+    # object orange-brown whatever its caption's colour)
+    code: int = 16
     resolution: int = 32  # plane side: SEED doubled by upsampling convolutions
     views: int = 2  # renders of each object per step, from independent cameras
     holdout: bool = True  # keep held_out_prompts() out of training
@@ -85,6 +89,8 @@ class TriplaneConfig:
     reg: RegulariserConfig = dataclasses.field(default_factory=RegulariserConfig)
 
     def __post_init__(self):
+        if self.code < 0:
+            raise ValueError(f"triplane code must be >= 0, got {self.code}")
         for key in ("z_dim", "width", "channels", "views", "size"):
             if getattr(self, key) < 1:
                 raise ValueError(f"triplane {key} must be >= 1, got {getattr(self, key)}")
@@ -170,8 +176,9 @@ class TriplaneGenerator(nn.Module):
         ups = (config.resolution // SEED).bit_length() - 1
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
+            grid = 3 * hidden * SEED**2  # the seed planes, then the object's code
             self.mapping = _mlp(
-                [dim + config.z_dim, config.width, config.width, 3 * hidden * SEED**2]
+                [dim + config.z_dim, config.width, config.width, grid + config.code]
             )
             convs = []
             for i in range(ups):
@@ -183,7 +190,7 @@ class TriplaneGenerator(nn.Module):
                 convs += [nn.SiLU()] if i < ups - 1 else []
             self.convs = nn.Sequential(*convs) if convs else nn.Conv2d(hidden, c, 1)
             f = config.field
-            self.head = _mlp([c] + [f.hidden] * f.layers + [4])
+            self.head = _mlp([c + config.code] + [f.hidden] * f.layers + [4])
         self.hidden = hidden
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         self.in_teacher_space = False
@@ -194,14 +201,19 @@ class TriplaneGenerator(nn.Module):
         return self.encode(list(prompts))[:, 0].to(device).float()
 
     def planes(self, prompts: list[str], z: torch.Tensor) -> torch.Tensor:
-        """Triplanes (B, 3, C, R, R) of each (prompt, z)."""
+        """Triplanes (B, 3, C + code, R, R) of each (prompt, z): the convolutions' C channels,
+        then the object's code as constant planes (a third of it on each, so every point's
+        summed features end with the code itself)."""
+        b, r, k = len(prompts), self.config.resolution, self.config.code
         e = self.embed(prompts)
         h = self.mapping(torch.cat([e, z.to(e.device)], -1))
-        h = self.convs(h.reshape(len(prompts) * 3, self.hidden, SEED, SEED))
-        return h.reshape(len(prompts), 3, *h.shape[1:])
+        grid, code = h[:, : h.shape[1] - k], h[:, h.shape[1] - k :]
+        planes = self.convs(grid.reshape(b * 3, self.hidden, SEED, SEED)).reshape(b, 3, -1, r, r)
+        constant = (code / 3)[:, None, :, None, None].expand(b, 3, k, r, r)
+        return torch.cat([planes, constant], 2)
 
     def field(self, planes: torch.Tensor) -> TriplaneField:
-        """The field of one object's planes (3, C, R, R)."""
+        """The field of one object's planes (3, C + code, R, R)."""
         return TriplaneField(planes, self.head, self.config.field)
 
     def instance(self, prompt: str, z: torch.Tensor) -> TriplaneNeRF:

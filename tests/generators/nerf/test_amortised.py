@@ -160,3 +160,17 @@ def test_bad_settings_are_refused():
         TriplaneConfig(views=0)
     with pytest.raises(ValueError, match="finite normals"):
         TriplaneConfig(field=DensityConfig(normals="autograd"))
+
+
+def test_every_point_reads_the_objects_code_unchanged(teacher, small):
+    """The code planes are constant and hold a third of the code each: their sum at any
+    point, what the head reads after the C plane features, is the code itself."""
+    generator = TriplaneGenerator(small, teacher, all_captions(), seed=0)
+    z = generator.noise(1, torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        planes = generator.planes(["a chair"], z)[0]  # (3, C + code, R, R)
+        h = generator.mapping(torch.cat([generator.embed(["a chair"]), z], -1))[0]
+    code = h[-small.code :]
+    summed = planes[:, small.channels :].sum(0)  # (code, R, R)
+    assert planes.shape == (3, small.channels + small.code, 8, 8)
+    torch.testing.assert_close(summed, code[:, None, None].expand_as(summed))
