@@ -42,7 +42,7 @@ from generators.nerf.render import (
     render_image,
 )
 from scenes.catalogue import COLOURS, OBJECTS
-from scenes.prompts import canonical
+from scenes.prompts import canonical, catalogue_prompts
 
 SEED = 8  # the side of the first feature planes the mapping network emits
 
@@ -73,8 +73,7 @@ class TriplaneConfig:
     width: int = 256  # mapping network width
     channels: int = 16  # features per plane
     # per-object features every point reads (constant planes): its colour and overall look
-    # need not be spread over the planes by the convolutions (600 steps without: every
-    # object orange-brown whatever its caption's colour)
+    # need not be spread over the planes by the convolutions
     code: int = 16
     resolution: int = 32  # plane side: SEED doubled by upsampling convolutions
     views: int = 2  # renders of each object per step, from independent cameras
@@ -171,7 +170,14 @@ class TriplaneGenerator(nn.Module):
             raise ValueError("the triplane generator has no caption left to learn")
         self.captions = [c for c in captions if split_caption(c)[0] in self.prompts]
         self.encode = teacher.encode_prompt  # (B, 1, D): the teacher's frozen text encoder
-        dim = self.encode(self.prompts[:1]).shape[-1]
+        # the catalogue's embeddings differ little (cosine ~0.9 between two colours of one
+        # object): each dimension is standardised over every catalogue prompt, so a colour
+        # word moves the network's input as much as an object word (two 600-step pilots
+        # without: every object one colour)
+        every = self.encode(catalogue_prompts())[:, 0].float().cpu()
+        self.register_buffer("text_mean", every.mean(0))
+        self.register_buffer("text_std", every.std(0).clamp(min=1e-4))
+        dim = every.shape[-1]
         c, hidden = config.channels, 32
         ups = (config.resolution // SEED).bit_length() - 1
         with torch.random.fork_rng(devices=[]):
@@ -196,9 +202,9 @@ class TriplaneGenerator(nn.Module):
         self.in_teacher_space = False
 
     def embed(self, prompts: list[str]) -> torch.Tensor:
-        """(B, D) text embeddings of prompts (no view word)."""
-        device = next(self.parameters()).device
-        return self.encode(list(prompts))[:, 0].to(device).float()
+        """(B, D) text embeddings of prompts (no view word), standardised over the catalogue."""
+        e = self.encode(list(prompts))[:, 0].to(self.text_mean.device).float()
+        return (e - self.text_mean) / self.text_std
 
     def planes(self, prompts: list[str], z: torch.Tensor) -> torch.Tensor:
         """Triplanes (B, 3, C + code, R, R) of each (prompt, z): the convolutions' C channels,

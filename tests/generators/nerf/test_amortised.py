@@ -174,3 +174,16 @@ def test_every_point_reads_the_objects_code_unchanged(teacher, small):
     summed = planes[:, small.channels :].sum(0)  # (code, R, R)
     assert planes.shape == (3, small.channels + small.code, 8, 8)
     torch.testing.assert_close(summed, code[:, None, None].expand_as(summed))
+
+
+def test_the_caption_embeddings_are_standardised_over_the_catalogue(teacher, small):
+    generator = TriplaneGenerator(small, teacher, all_captions(), seed=0)
+    e = generator.embed(catalogue_prompts())
+    torch.testing.assert_close(e.mean(0), torch.zeros(e.shape[1]), atol=1e-4, rtol=0)
+    moving = generator.text_std > 1e-4  # a few dimensions are the same for every prompt
+    assert moving.sum() > 300
+    torch.testing.assert_close(e.std(0)[moving], torch.ones(int(moving.sum())), atol=1e-4, rtol=0)
+    assert e[:, ~moving].abs().max() < 1e-3
+    raw = teacher.encode_prompt(["a red chair"])[0, 0].float()
+    expected = (raw - generator.text_mean) / generator.text_std
+    torch.testing.assert_close(generator.embed(["a red chair"])[0], expected)
