@@ -98,13 +98,15 @@ GUIDANCE_DEFAULTS = {
 # by large steps; 300 x 64 draws give each of 864 images ~22 updates (8 images of "a red cube"
 # are judged right after 30 at lr 0.1: tests/dream3d/pipelines/test_distill.py). The triplane
 # generator's samples are NeRF renders: `dream3d run`'s teacher (told the camera) and guidance
-# settings (the registry's defaults, not the image recipe above), objects of 2 views per step.
+# settings (the registry's defaults, not the image recipe above), objects of 2 views per step;
+# 8000 steps: ~1.15 s a step on one shared core in the 600-step pilots (docs/instant3d.md),
+# so about an hour alone on this CPU by estimate, inside the issue's 2 hours
 GENERATOR_DEFAULTS = {
     "dirac": {"train": {"batch": 64, "lr": 0.1, "steps": 300}},
     "triplane": {
         "teacher": {"name": "tiny-camera"},
-        "train": {"batch": 4, "lr": 1e-3, "steps": 3000, "save_every": 100},
-        "eval": {"every": 500},
+        "train": {"batch": 4, "lr": 1e-3, "steps": 8000, "save_every": 100},
+        "eval": {"every": 1000},
     },
 }
 NERF_GUIDANCE = ("triplane",)  # generators that take the registry's (NeRF) guidance defaults
