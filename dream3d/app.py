@@ -381,12 +381,7 @@ def _tab_images(gr, app: AppConfig) -> None:
         f"Diff-Instruct) and by SDS, next to the teacher's own {IMAGE_DDIM}-step DDIM, "
         "on the same noise."
     )
-    with gr.Row():
-        prompt = gr.Textbox("a chair", label="prompt", scale=3, elem_id="image-prompt")
-        n = gr.Number(8, precision=0, label=f"samples ({IMAGE_SAMPLES[0]}-{IMAGE_SAMPLES[1]})")
-        seed = gr.Number(0, precision=0, label="seed")
-    go = gr.Button("Sample", variant="primary", elem_id="sample")
-    status = gr.Markdown("Ready.", elem_id="image-status")
+    prompt, n, seed, go, status = _prompt_row(gr, "image", ("samples", 8, IMAGE_SAMPLES), "Sample")
     names = image_columns(app)
     with gr.Row():
         grids = [gr.Image(label=name, type="numpy", format="png") for name in names]
@@ -456,12 +451,9 @@ def _tab_instant(gr, app: AppConfig) -> None:
         "first one's mesh, and how the n objects spread over the prompt's choices. 12 prompts "
         "(e.g. a red chair) were never seen in training."
     )
-    with gr.Row():
-        prompt = gr.Textbox("a chair", label="prompt", scale=3, elem_id="instant-prompt")
-        n = gr.Number(4, precision=0, label=f"objects ({INSTANT_OBJECTS[0]}-{INSTANT_OBJECTS[1]})")
-        seed = gr.Number(0, precision=0, label="seed")
-    go = gr.Button("Generate", variant="primary", elem_id="generate")
-    status = gr.Markdown("Ready.", elem_id="instant-status")
+    prompt, n, seed, go, status = _prompt_row(
+        gr, "instant", ("objects", 4, INSTANT_OBJECTS), "Generate"
+    )
     names = list(triplane_weights(app))
     views, meshes = [], []
     with gr.Row():
@@ -489,6 +481,19 @@ def _tab_instant(gr, app: AppConfig) -> None:
 
     triggers = [go.click, prompt.submit]
     gr.on(triggers, on_generate, [prompt, n, seed], [status, *views, *meshes], api_name="instant")
+
+
+def _prompt_row(gr, tab: str, count: tuple, button: str):
+    """A tab's prompt, count (``count``: its name, default and (lo, hi)) and seed inputs, its
+    button (elem_id: the button's word, lower case) and status line (elem_id <tab>-status)."""
+    name, default, (lo, hi) = count
+    with gr.Row():
+        prompt = gr.Textbox("a chair", label="prompt", scale=3, elem_id=f"{tab}-prompt")
+        n = gr.Number(default, precision=0, label=f"{name} ({lo}-{hi})")
+        seed = gr.Number(0, precision=0, label="seed")
+    go = gr.Button(button, variant="primary", elem_id=button.lower())
+    status = gr.Markdown("Ready.", elem_id=f"{tab}-status")
+    return prompt, n, seed, go, status
 
 
 def _inputs(gr, app: AppConfig):
