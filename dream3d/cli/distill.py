@@ -101,10 +101,11 @@ def add_parser(sub, positive_int) -> None:
     )
     p.add_argument("--seed", type=int, help=f"random seed (default {train.seed})")
     p.add_argument("--eval-n", type=positive_int, help=f"samples scored (default {config.eval.n})")
+    teachers = [t for t in TEACHERS if not t.startswith("oracle")]  # oracles: one prompt each
     p.add_argument(
         "--teacher",
-        choices=[t for t in TEACHERS if t != "oracle"],
-        help=f"default tiny (triplane: tiny-camera). {teacher_help()}",
+        choices=teachers,
+        help=f"default tiny (triplane: tiny-camera). {teacher_help(teachers)}",
     )
     p.add_argument("--model", help="sd: a diffusers folder or a Hub id already in the cache")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default cpu")

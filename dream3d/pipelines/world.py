@@ -253,10 +253,13 @@ TEACHERS = {
 }
 
 
-def teacher_help() -> str:
-    """One line per teacher: its name and what it is (for --help and the app's menu)."""
+def teacher_help(names=None) -> str:
+    """One line per teacher (``names``: these only): its name and what it is (for --help and
+    the app's menu)."""
     return "; ".join(
-        f"{n}: {c.__doc__.splitlines()[0].rstrip('.')}" for n, (_, c) in TEACHERS.items()
+        f"{n}: {c.__doc__.splitlines()[0].rstrip('.')}"
+        for n, (_, c) in TEACHERS.items()
+        if names is None or n in names
     )
 
 
