@@ -41,9 +41,10 @@ class IKLConfig(GuidanceConfig):
     fake_alpha: float | None = None  # LoRA scale alpha / rank; None: alpha = rank (scale 1)
     # the last fake-score step's draw (t, eps) and output, taken before that step, also make
     # the generator's g: one fake forward per step fewer (a NeRF step: -25 ms of ~200 on a
-    # CPU). The fake then lags one update behind, as when the two updates alternate.
-    # The labs and `dream3d distill` keep it off (their measured numbers are without it).
-    share_draw: bool = True
+    # CPU). The fake then lags one update behind. Off by default, as Diff-Instruct and
+    # threestudio's VSD draw afresh after the fake step: on and off moved NeRF scores beyond
+    # their intervals (bench quality, 3 seeds; docs/losses.md), so the faithful one is default
+    share_draw: bool = False
 
     def __post_init__(self):
         super().__post_init__()

@@ -85,7 +85,7 @@ GUIDANCE_DEFAULTS = {
         fake="teacher",
         fake_steps=2,
         fake_lr=2e-4,
-        share_draw=False,  # the shipped generators' recipe
+        share_draw=False,  # the shipped generators' recipe (and the default)
     ),
     "sds": GuidanceConfig(cfg_scale=3.0, weighting="dmd"),
     # SiD and DMD: IKL's fake score and learning rates, their own fake:generator ratios (1, 5)

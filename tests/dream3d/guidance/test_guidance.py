@@ -269,7 +269,7 @@ def test_shared_draw_gives_g_at_the_fake_steps_t_and_eps_with_its_pre_update_out
     x0 = torch.randn(32, 2)
     options = dict(fake="mlp", fake_warmup=0, cfg_scale=1.0, weighting="uniform")
     torch.manual_seed(0)
-    ikl = make_guidance("ikl", teacher, dim=2, **options)
+    ikl = make_guidance("ikl", teacher, dim=2, share_draw=True, **options)
     before = copy.deepcopy(ikl.fake)
     rng = torch.Generator().manual_seed(5)
     ikl.update_fake(x0, None, 0.0, rng)
