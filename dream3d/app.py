@@ -414,6 +414,7 @@ def instant_objects(app: AppConfig, prompt, n, seed) -> dict[str, dict]:
     resolution; bad input is a one-line ValueError."""
     from types import SimpleNamespace
 
+    from dream3d.config import from_dict
     from dream3d.pipelines.generate import generate
     from dream3d.pipelines.text_to_3d import OutputsConfig, read_prompt
 
@@ -424,7 +425,7 @@ def instant_objects(app: AppConfig, prompt, n, seed) -> dict[str, dict]:
     seed = _number("seed", seed, 0, 2**31 - 1, integer=True)
     job = SimpleNamespace(prompt=prompt.strip(), train=SimpleNamespace(seed=seed))
     root = job_folder(app.out, job, "instant")
-    outputs = from_draft(OutputsConfig)
+    outputs = from_dict(OutputsConfig, RESOLUTIONS["draft"])
     shown = {}
     for g, weights in triplane_weights(app).items():
         start = time.perf_counter()
@@ -433,13 +434,6 @@ def instant_objects(app: AppConfig, prompt, n, seed) -> dict[str, dict]:
         shown[g] = {"views": views, "mesh": mesh, "metrics": metrics,
                     "seconds": time.perf_counter() - start}  # fmt: skip
     return shown
-
-
-def from_draft(cls):
-    """An OutputsConfig at the app's draft resolution."""
-    from dream3d.config import from_dict
-
-    return from_dict(cls, RESOLUTIONS["draft"])
 
 
 def _tab_instant(gr, app: AppConfig) -> None:

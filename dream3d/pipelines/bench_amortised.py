@@ -97,7 +97,7 @@ def bench_amortised(
         per_caption[g, caption] = {"truths": truths, "ms": ms, "held_out": held}
     write_csv(objects, out / "amortised.csv")
     runs = _per_prompt_runs(run_prompts, run_seeds, out / "runs", progress)
-    lines = tables(per_caption, list(generators), captions, runs, generators)
+    lines = tables(per_caption, list(generators), captions, runs)
     (out / "amortised.md").write_text("\n".join(lines) + "\n")
     picture(generators, [c for c in SHOWN if c in captions] or captions[:6], n, seed, out)
     return {"objects": objects, "tables": lines}
@@ -141,7 +141,7 @@ def _mean(values) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def tables(per_caption: dict, names: list[str], captions, runs: dict, generators) -> list[str]:
+def tables(per_caption: dict, names: list[str], captions, runs: dict) -> list[str]:
     """The markdown of the bench: scores by guidance and held-in/out, the comparison with
     per-prompt runs, the spread over z, and time per object."""
     from dream3d.pipelines.stats import choices_of
@@ -186,31 +186,26 @@ def tables(per_caption: dict, names: list[str], captions, runs: dict, generators
         "colourless captions, variant TV on chairs, lower is closer to the truth):"
     )
     lines += ["", head, ""]
-    rows = []
+    rows, spreads = [], {}
     colourless = [c for c in captions if parse_prompt(c).colour is None]
     for g in names:
-        spreads = [
+        spreads[g] = [
             distribution_scores(*choices_of({"particle_truth": per_caption[g, c]["truths"]}),
                                 parse_prompt(c))
             for c in colourless
         ]  # fmt: skip
+        found = [s for s in spreads[g] if s]
         rows.append({
             "guidance": g,
-            "colourless captions": len(spreads),
-            "modes": _ci([s["modes"] for s in spreads if s]),
-            "colour_tv": _ci([s.get("colour_tv") for s in spreads if s]),
-            "variant_tv": _ci([s.get("variant_tv") for s in spreads if s]),
+            "colourless captions": len(found),
+            "modes": _ci([s["modes"] for s in found]),
+            "colour_tv": _ci([s.get("colour_tv") for s in found]),
+            "variant_tv": _ci([s.get("variant_tv") for s in found]),
         })  # fmt: skip
     lines += markdown(rows)
     if len(names) == 2 and colourless:
         a, b = names
-        diffs = []
-        for c in colourless:
-            modes = [
-                len(set(zip(*choices_of({"particle_truth": per_caption[g, c]["truths"]}))))
-                for g in (a, b)
-            ]
-            diffs.append(modes[0] - modes[1])
+        diffs = [x["modes"] - y["modes"] for x, y in zip(spreads[a], spreads[b]) if x and y]
         lines += ["", f"Modes, {a} minus {b}, caption by caption: {_ci(diffs)}."]
     ms = {g: _mean(per_caption[g, c]["ms"] for c in captions) for g in names}
     lines += ["", "One object's NeRF (planes and occupancy grid), this machine: "

@@ -137,7 +137,7 @@ def test_the_bench_tables_hold_means_over_captions_and_ratios_to_runs():
     held = {"a chair": False, "a mug": False, "a red chair": True}
     per_caption = {k: {"truths": v, "ms": 10.0, "held_out": held[k[1]]} for k, v in per.items()}
     runs = {"a chair": {"ikl": [{"occupancy_iou": 0.7}, {"occupancy_iou": 0.9}]}}
-    lines = tables(per_caption, ["ikl", "sds"], list(held), runs, None)
+    lines = tables(per_caption, ["ikl", "sds"], list(held), runs)
     text = "\n".join(lines)
     assert "| ikl | held-in (2) | 0.900 | 0.600 [0.500, 0.700] |" in text
     assert "| ikl | held-out (1) | 0.900 | 0.300 | 0.200 |" in text
