@@ -99,13 +99,13 @@ GUIDANCE_DEFAULTS = {
 # are judged right after 30 at lr 0.1: tests/dream3d/pipelines/test_distill.py). The triplane
 # generator's samples are NeRF renders: `dream3d run`'s teacher (told the camera) and guidance
 # settings (the registry's defaults, not the image recipe above), objects of 2 views per step;
-# 8000 steps: ~1.15 s a step on one shared core in the 600-step pilots (docs/instant3d.md),
-# so about an hour alone on this CPU by estimate, inside the issue's 2 hours
+# 4000 steps: ~1.15 s a step on one shared core in the 600-step pilots (docs/instant3d.md),
+# so both guidances' trainings fit, side by side, inside the issue's 2 hours
 GENERATOR_DEFAULTS = {
     "dirac": {"train": {"batch": 64, "lr": 0.1, "steps": 300}},
     "triplane": {
         "teacher": {"name": "tiny-camera"},
-        "train": {"batch": 4, "lr": 1e-3, "steps": 8000, "save_every": 100},
+        "train": {"batch": 4, "lr": 1e-3, "steps": 4000, "save_every": 100},
         "eval": {"every": 1000},
     },
 }
