@@ -168,7 +168,7 @@ def tables(per_caption: dict, names: list[str], captions, runs: dict) -> list[st
             "generator's mean over its z's, the runs' mean over seeds): 3D IoU"
         )
         lines += ["", head, ""]
-        rows = []
+        rows, pairs = [], {}
         for prompt, by_guidance in runs.items():
             held = parse_prompt(prompt).text in held_out_prompts()
             row = {"caption": prompt, "held_out": held}
@@ -179,8 +179,17 @@ def tables(per_caption: dict, names: list[str], captions, runs: dict) -> list[st
                 row[f"{g} generator"] = _fmt(gen)
                 row[f"{g} runs ({len(by_guidance.get(g, []))} seeds)"] = _fmt(run)
                 row[f"{g} ratio"] = _fmt(gen / run if gen is not None and run else None)
+                if gen is not None and run is not None:
+                    pairs.setdefault((g, held), []).append((gen, run))
             rows.append(row)
         lines += markdown(rows)
+        lines += [""] + [
+            f"{g}, {'held-out' if held else 'held-in'} captions of the runs: generator "
+            f"{_mean(a for a, _ in p):.3f} / runs {_mean(b for _, b in p):.3f} = "
+            f"{_mean(a for a, _ in p) / _mean(b for _, b in p):.3f}"
+            for (g, held), p in sorted(pairs.items())
+            if _mean(b for _, b in p)
+        ]  # the ratio of means over each group's captions
     head = (
         "Spread over z (distinct variant x colour modes of n objects; colour TV on "
         "colourless captions, variant TV on chairs, lower is closer to the truth):"

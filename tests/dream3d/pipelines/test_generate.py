@@ -119,7 +119,8 @@ def test_the_bench_tables_hold_means_over_captions_and_ratios_to_runs():
     """Two guidances, two colourless held-in captions and one held-out, two z's each.
     ikl's 3D IoU per caption: 0.5, 0.7 (held-in) -> 0.600 [0.500, 0.700]; its chair objects
     are two variants in two colours (2 modes), sds's one (1 mode): ikl - sds = +1 on the
-    chair, 0 on the mug. The runs of "a chair" average 0.8 for ikl: ratio 0.5 / 0.8."""
+    chair, 0 on the mug. The runs of "a chair" average 0.8 for ikl: ratio 0.5 / 0.8; of "a red
+    chair" 0.5: ratio 0.3 / 0.5."""
     from dream3d.pipelines.bench_amortised import tables
 
     def t(iou, variant="chair-tall", colour="red", **more):
@@ -136,12 +137,17 @@ def test_the_bench_tables_hold_means_over_captions_and_ratios_to_runs():
     }
     held = {"a chair": False, "a mug": False, "a red chair": True}
     per_caption = {k: {"truths": v, "ms": 10.0, "held_out": held[k[1]]} for k, v in per.items()}
-    runs = {"a chair": {"ikl": [{"occupancy_iou": 0.7}, {"occupancy_iou": 0.9}]}}
+    runs = {
+        "a chair": {"ikl": [{"occupancy_iou": 0.7}, {"occupancy_iou": 0.9}]},
+        "a red chair": {"ikl": [{"occupancy_iou": 0.5}]},
+    }
     lines = tables(per_caption, ["ikl", "sds"], list(held), runs)
     text = "\n".join(lines)
     assert "| ikl | held-in (2) | 0.900 | 0.600 [0.500, 0.700] |" in text
     assert "| ikl | held-out (1) | 0.900 | 0.300 | 0.200 |" in text
     assert "| a chair | False | 0.500 | 0.800 | 0.625 |" in text
+    assert "ikl, held-in captions of the runs: generator 0.500 / runs 0.800 = 0.625" in text
+    assert "ikl, held-out captions of the runs: generator 0.300 / runs 0.500 = 0.600" in text
     assert "| ikl | 2 | 1.500 [1.000, 2.000] |" in text  # modes: chair 2, mug 1
     assert "Modes, ikl minus sds, caption by caption: 0.500 [0.000, 1.000]." in text
     assert "ikl 10.0 ms, sds 10.0 ms" in text
