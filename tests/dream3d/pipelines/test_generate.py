@@ -139,7 +139,7 @@ def test_the_bench_tables_hold_means_over_captions_and_ratios_to_runs():
     per_caption = {k: {"truths": v, "ms": 10.0, "held_out": held[k[1]]} for k, v in per.items()}
     runs = {
         "a chair": {"ikl": [{"occupancy_iou": 0.7}, {"occupancy_iou": 0.9}]},
-        "a red chair": {"ikl": [{"occupancy_iou": 0.5}]},
+        "a red chair": {"ikl": [{"occupancy_iou": 0.4}, {"occupancy_iou": 0.6}]},
     }
     lines = tables(per_caption, ["ikl", "sds"], list(held), runs)
     text = "\n".join(lines)
