@@ -6,11 +6,14 @@ stateful part (an ``nn.Module``, optimizer, scheduler, guidance: anything with
 stored as its state, every other value (numbers, lists, dicts of tensors) as is. Writes are
 atomic (a temporary file, then ``os.replace``), so a crash mid-write keeps the last good
 checkpoint. A file that is missing, cut short, damaged (its zip checksums) or not a checkpoint
-is one ValueError line.
+is one ValueError line. A shipped weights file (in dream3d/weights/) is checked against the
+sha256 in the json log beside it before it is read.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import pickle
 import zipfile
@@ -124,6 +127,33 @@ def state_mismatch(module: nn.Module, state: dict[str, torch.Tensor]) -> str:
     return ""
 
 
+SHIPPED = Path(__file__).resolve().parent / "weights"  # the weights that ship with dream3d
+_checked: dict[tuple, str] = {}  # (path, size, mtime) -> its sha256, hashed once a process
+
+
+def check_shipped(path: Path | str) -> None:
+    """If ``path`` is one of the shipped files, ValueError (one line naming it) unless its
+    sha256 is the one in the json log beside it."""
+    path = Path(path).resolve()
+    log = path.with_suffix(".json")
+    if path.parent != SHIPPED.resolve() or not log.is_file():
+        return
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _checked:
+        _checked[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+    try:
+        want = json.loads(log.read_text())["sha256"]
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"{log} is not a weights log with a sha256; reinstall dream3d") from None
+    if _checked[key] != want:
+        raise ValueError(
+            f"{path} is not the file shipped with dream3d (sha256 {_checked[key][:12]}..., its "
+            f"log {log.name} says {want[:12]}...): it was replaced or damaged; restore it "
+            f"(git checkout -- dream3d/weights/{path.name}, or reinstall dream3d)"
+        )
+
+
 def read_weights(path: Path | str, what: str, meta_keys: tuple[str, ...] = ("config",)):
     """(tensors, metadata) of a safetensors weights file; one ValueError line naming ``path``.
 
@@ -135,6 +165,7 @@ def read_weights(path: Path | str, what: str, meta_keys: tuple[str, ...] = ("con
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{what} weights not found: {path}")
+    check_shipped(path)
     try:
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}

@@ -86,3 +86,48 @@ def test_resuming_from_a_cut_checkpoint_is_one_line_and_touches_nothing(keep, tm
         "(not a torch.save archive: another format, or cut short)\n"
     )
     assert {p.name: p.read_bytes() for p in out.iterdir()} == files
+
+
+def test_every_shipped_weights_file_is_the_one_its_log_names():
+    import hashlib
+    import json
+
+    files = sorted(SHIPPED.glob("*.safetensors"))
+    assert len(files) >= 5
+    for path in files:
+        log = json.loads(path.with_suffix(".json").read_text())
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == log["sha256"], path.name
+
+
+@pytest.mark.parametrize("what", sorted(LOADERS))
+def test_a_replaced_shipped_file_is_one_line_naming_it(what, tmp_path, monkeypatch):
+    """A shipped file whose bytes are not its log's (one byte of a tensor flipped: still a
+    valid safetensors file) is refused by every loader; its copy outside the shipped
+    folder loads."""
+    import shutil
+
+    from dream3d import checkpoint
+
+    name, loaders = LOADERS[what]
+    shipped = tmp_path / "weights"
+    shipped.mkdir()
+    for suffix in (".safetensors", ".json"):
+        shutil.copyfile(SHIPPED / f"{name}{suffix}", shipped / f"{name}{suffix}")
+    path = shipped / f"{name}.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01  # the last byte of the last tensor
+    path.write_bytes(bytes(data))
+    (tmp_path / "copy.safetensors").write_bytes(bytes(data))
+    loaders[0](tmp_path / "copy.safetensors")  # not in the shipped folder: any weights file
+    monkeypatch.setattr(checkpoint, "SHIPPED", shipped)
+    for load in loaders:
+        with pytest.raises(ValueError) as err:
+            load(path)
+        message = str(err.value)
+        assert message.startswith(f"{path.resolve()} is not the file shipped with dream3d")
+        assert f"git checkout -- dream3d/weights/{name}.safetensors" in message
+        assert "\n" not in message
+    data[-1] ^= 0x01  # restored: loads again
+    path.write_bytes(bytes(data))
+    for load in loaders:
+        load(path)
