@@ -5,9 +5,12 @@ dependency or in an extra. tinycudann is the one exception: not on PyPI, used wh
 import ast
 import re
 import sys
-import tomllib
 from importlib.metadata import packages_distributions
 from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 ROOT = Path(__file__).resolve().parent.parent
 OWN = {"dream3d", "generators", "scenes", "app"}
