@@ -13,6 +13,7 @@ sha256 in the json log beside it before it is read.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -41,12 +42,33 @@ def _state(value: Any) -> Any:
 
 
 def save_checkpoint(path: Path | str, **parts: Any) -> None:
-    """Write ``{name: state of part}`` to ``path`` atomically; it loads with weights_only=True."""
+    """Write ``{name: state of part}`` to ``path`` atomically; it loads with weights_only=True.
+
+    The archive is made in memory, then written to a temporary file beside ``path`` and
+    moved over it, so a full disk or a kill at any moment leaves the last good checkpoint and
+    no temporary file (one OSError naming the path and the cause, e.g. no space left)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save({name: _state(value) for name, value in parts.items()}, buffer)
+    write_atomic(path, buffer.getbuffer())
+
+
+def write_atomic(path: Path, data: bytes | memoryview) -> None:
+    """``data`` into ``path`` by a temporary file and a rename: ``path`` is either as it was
+    or complete, and the temporary file is gone whatever happens."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({name: _state(value) for name, value in parts.items()}, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and not err.filename:  # a write's error names no file
+            raise OSError(err.errno, err.strerror, str(path)) from None
+        raise
 
 
 def read_checkpoint(path: Path | str) -> dict[str, Any]:

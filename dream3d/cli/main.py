@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 import tempfile
@@ -480,6 +481,16 @@ def _without_curves(metrics: dict) -> dict:
     }
 
 
+def os_error(err: OSError) -> str:
+    """One line for an OSError: the path and the cause (what a checkpoint write left: the
+    last good checkpoint)."""
+    where = f"{err.filename}: " if err.filename else ""
+    line = f"{where}{err.strerror or err}"
+    if err.errno == errno.ENOSPC:
+        line += " (a checkpointed run keeps its last checkpoint: free space, then --resume)"
+    return line
+
+
 def _check_writable(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -512,6 +523,9 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(_without_curves(result), indent=2))
     except ValueError as err:
         print(f"dream3d: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as err:  # the disk, not the input: a full disk, a folder made read-only
+        print(f"dream3d: error: {os_error(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except NonFiniteError as err:
         print(f"dream3d: stopped: {err}", file=sys.stderr)

@@ -142,3 +142,70 @@ def test_a_checkpoint_of_another_architecture_does_not_fit(tmp_path):
         "unexpected tensors x.a, x.b and 1 more"
     )
     assert state_mismatch(wider, wider.state_dict()) == ""
+
+
+class _FullDisk:
+    """open() for a disk that fills after ``room`` bytes: writes past it fail with ENOSPC."""
+
+    def __init__(self, room: int):
+        self.room = room
+
+    def __call__(self, path, mode="r", *args, **kwargs):
+        import builtins
+        import errno
+
+        f = builtins.open(path, mode, *args, **kwargs)  # noqa: SIM115 (returned open)
+        room, write = self.room, f.write
+
+        def short_write(data):
+            nonlocal room
+            if len(data) > room:
+                write(bytes(data)[:room])
+                raise OSError(errno.ENOSPC, "No space left on device")
+            room -= len(data)
+            return write(data)
+
+        f.write = short_write
+        return f
+
+
+@pytest.mark.parametrize("room", [0, 100, 5000])
+def test_a_full_disk_keeps_the_last_checkpoint_and_leaves_no_temporary_file(
+    tmp_path, monkeypatch, room
+):
+    import errno
+
+    from dream3d import checkpoint
+
+    path = tmp_path / "ckpt.pt"
+    good = _run(0)
+    save_checkpoint(path, **good)
+    before = path.read_bytes()
+    monkeypatch.setattr(checkpoint, "open", _FullDisk(room), raising=False)
+    with pytest.raises(OSError) as err:
+        save_checkpoint(path, **_run(1))
+    assert (err.value.errno, err.value.filename) == (errno.ENOSPC, str(path))
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]
+    monkeypatch.undo()
+    fresh = _run(5)
+    load_checkpoint(path, net=fresh["net"])
+    for a, b in zip(fresh["net"].state_dict().values(), good["net"].state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_a_full_disk_during_a_run_is_one_line_naming_the_checkpoint(tmp_path, monkeypatch, capsys):
+    from dream3d import checkpoint
+    from dream3d.cli.main import main
+
+    monkeypatch.setattr(checkpoint, "open", _FullDisk(0), raising=False)
+    out = tmp_path / "run"
+    args = ["run", "--prompt", "a chair", "--steps", "4", "--out", str(out), "--quiet"]
+    sets = ["nerf.render.samples=8", "train.save_every=2", "nerf.render.shading.warmup=1"]
+    assert main(args + [a for s in sets for a in ("--set", s)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"dream3d: error: {out / 'checkpoint.pt'}: No space left on device (a checkpointed run "
+        "keeps its last checkpoint: free space, then --resume)"
+    ]
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml"]
