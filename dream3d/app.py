@@ -593,6 +593,22 @@ def _finished(gr, pane: dict, out: Path) -> dict:
     return update
 
 
+def check_address(host: str, port: int) -> None:
+    """ValueError (one line) unless this machine can listen on host:port now: a host that
+    does not resolve or is not this machine's, a port out of range or taken."""
+    import socket
+
+    if not 0 <= port <= 65535:
+        raise ValueError(f"cannot serve on {host}:{port}: a TCP port is 1-65535")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+            probe.bind(address)
+    except OSError as err:  # gaierror (no such host) included
+        raise ValueError(f"cannot serve on {host}:{port}: {err.strerror or err}") from None
+
+
 def serve(
     app: AppConfig,
     host: str = "127.0.0.1",
@@ -601,6 +617,7 @@ def serve(
     block: bool = True,
 ):
     """Start the app; with ``block=False`` return the running Blocks (tests)."""
+    check_address(host, port)
     app.out.mkdir(parents=True, exist_ok=True)
     page = build_app(app)
     page.queue(default_concurrency_limit=app.concurrency)

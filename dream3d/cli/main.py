@@ -28,10 +28,24 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
 
 
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is 1-65535, got {value}")
     return value
 
 
@@ -405,7 +419,7 @@ def _app_parser(sub) -> None:
         "files go to OUT/compare-<prompt>-<seed>-<time>/. `python app.py` takes the same options.",
     )
     app.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
-    app.add_argument("--port", type=_positive_int, default=7860, help="default 7860")
+    app.add_argument("--port", type=_port, default=7860, help="1-65535 (default 7860)")
     app.add_argument("--share", action="store_true", help="a public gradio.live link (internet)")
     app.add_argument(
         "--concurrency", type=_positive_int, default=1, help="runs training at once (default 1)"

@@ -18,7 +18,11 @@ from dream3d.cli.main import main
         (["lab", "modes", "--t-range", "0.5"], "T_MIN,T_MAX"),
         (["lab", "gan"], "choose from 'dirac', 'modes', 'misaligned'"),
         (["app", "--preset", "fastest"], "unknown preset 'fastest'"),
-        (["app", "--port", "0"], "must be a positive integer, got 0"),
+        (["app", "--port", "0"], "a TCP port is 1-65535, got 0"),
+        (["app", "--port", "99999"], "a TCP port is 1-65535, got 99999"),
+        (["app", "--port", "http"], "expected a whole number, got 'http'"),
+        (["app", "--host", "no-such-host.invalid"], "cannot serve on no-such-host.invalid:7860"),
+        (["run", "--prompt", "a chair", "--steps", "1e3"], "expected a whole number, got '1e3'"),
         (["app", "--concurrency", "0"], "must be a positive integer, got 0"),
     ],
 )
@@ -99,3 +103,18 @@ def test_commands_started_at_once_into_one_out_folder_all_pass_the_write_check(t
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(check, range(4)))  # re-raises a "cannot write" from any of them
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_taken_port_is_one_line_before_the_app_is_built(tmp_path):
+    import socket
+
+    from dream3d.app import AppConfig, serve
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ValueError) as err:
+            serve(AppConfig(out=tmp_path / "app"), "127.0.0.1", port, block=False)
+    assert str(err.value) == f"cannot serve on 127.0.0.1:{port}: Address already in use"
+    assert not (tmp_path / "app").exists()  # refused before anything was written
