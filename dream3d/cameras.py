@@ -27,6 +27,12 @@ class CameraConfig:
     overhead: float = 60.0  # elevations above this are "overhead" views
     front: float = 45.0  # |azimuth| below this is "front"; above 180 - this, "back"
 
+    def __post_init__(self):
+        for name in ("radius", "elevation"):  # each a (min, max) range to draw from
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ValueError(f"{name} [{lo:g}, {hi:g}]: the min is above the max")
+
 
 POSE_RADIUS = CameraConfig.radius  # the radius range pose features are normalised by
 

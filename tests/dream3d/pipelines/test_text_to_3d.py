@@ -91,7 +91,13 @@ def test_changing_the_guidance_of_a_saved_run_starts_from_the_new_ones_defaults(
         ({"nerf": {"size": -32}}, "nerf.size must be >= 1, got -32"),
         ({"nerf": {"field": {"grid": {"levels": 0}}}}, "nerf.field.grid.levels must be >= 1"),
         ({"nerf": {"field": {"bound": 0}}}, "nerf.field.bound must be > 0, got 0.0"),
-        ({"nerf": {"cameras": {"radius": [2.6, -1]}}}, "nerf.cameras.radius must be > 0, got -1"),
+        ({"nerf": {"cameras": {"radius": [-1, 2.6]}}}, "nerf.cameras.radius must be > 0, got -1"),
+        # cross-setting rules of a component's own config
+        (
+            {"nerf": {"cameras": {"elevation": [80, -10]}}},
+            "nerf.cameras: elevation [80, -10]: the min is above the max",
+        ),
+        ({"nerf": {"cameras": {"radius": [3, 2.6]}}}, "radius [3, 2.6]: the min is above the max"),
         ({"nerf": {"cameras": {"fov": 180}}}, "nerf.cameras.fov must be in (0, 180), got 180"),
         ({"nerf": {"render": {"background": [1, 1, 2]}}}, "background must be in [0, 1], got 2"),
         ({"nerf": {"render": {"shading": {"albedo_prob": 1.5}}}}, "albedo_prob must be in [0, 1]"),
@@ -107,7 +113,7 @@ def test_bad_values_name_their_setting(overrides, words):
         resolve("a chair", overrides=overrides)
     assert "\n" not in str(err.value)
     edges = {"nerf": {"render": {"samples": 1}, "field": {"layers": 0}}, "train": {"steps": 1}}
-    edges["nerf"]["cameras"] = {"elevation": [-90, 90], "fov": 179.9}
+    edges["nerf"]["cameras"] = {"elevation": [-90, 90], "fov": 179.9, "radius": [2.8, 2.8]}
     config = resolve("a chair", overrides=edges)  # the ends of each range are in it
     assert config.nerf.render.samples == 1 and config.nerf.cameras.elevation == (-90, 90)
 
