@@ -278,6 +278,11 @@ def parse_set(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def write_config(config, out: Path) -> None:
+    """OUT/config.yaml: the whole tree a run or distillation was made with."""
+    (Path(out) / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
 def load_yaml(path: Path) -> dict:
     """A yaml file holding a mapping; a missing, unreadable or malformed file is one line."""
     path = Path(path)

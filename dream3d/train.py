@@ -113,6 +113,7 @@ def train(
     checkpoint: Path | str | None = None,
     resume: bool = False,
     clock=NO_CLOCK,
+    ready: Callable[[], None] | None = None,
 ) -> list[dict]:
     """Train ``generator`` (with ``sample(n, generator) -> Sample``) under ``guidance``.
 
@@ -120,9 +121,11 @@ def train(
     metrics to a history row. With ``checkpoint`` (a file path), state is saved there every
     ``config.save_every`` steps, at the end and on Ctrl-C; ``resume`` starts from it.
     ``clock`` (a dream3d.clock.Clock) times each step's phases and the checkpoints.
-    With ``config.ema_halflife``, ``on_log`` sees the EMA weights and the generator ends
-    holding them (the checkpoint keeps both). Returns the history: one dict every
-    ``log_every`` steps.
+    ``ready()`` is called once the state is in place (a resumed checkpoint has loaded and
+    fits), before the first step: a run writes its config.yaml there, so a checkpoint that
+    does not fit leaves the folder as it was. With ``config.ema_halflife``, ``on_log`` sees
+    the EMA weights and the generator ends holding them (the checkpoint keeps both). Returns
+    the history: one dict every ``log_every`` steps.
     """
     opt = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=config.betas)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(_lr_factor, config))
@@ -139,6 +142,8 @@ def train(
             raise ValueError("resume needs a checkpoint path")
         plain = load_checkpoint(path, "step", "history", "elapsed", **parts)
         state.step, state.history, state.elapsed = plain["step"], plain["history"], plain["elapsed"]
+    if ready is not None:
+        ready()
 
     def save():
         if path is not None:

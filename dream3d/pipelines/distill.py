@@ -14,18 +14,25 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Literal
 
 import torch
-import yaml
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from dream3d.cameras import VIEWS
 from dream3d.checkpoint import not_weights, read_weights, state_mismatch
-from dream3d.config import from_dict, load_yaml, merge, to_dict, variant_name, variants
+from dream3d.config import (
+    from_dict,
+    load_yaml,
+    merge,
+    to_dict,
+    variant_name,
+    variants,
+    write_config,
+)
 from dream3d.guidance import (
     GUIDANCES,
     DMDConfig,
@@ -250,7 +257,6 @@ def distill(
     parts = build(config)
     judge = load_judge()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
     scorer = Scorer(judge, parts.scored, config.eval.seed)
     every = config.eval.every
     # the generator as built: its initial state also when resuming (train() loads later)
@@ -271,6 +277,7 @@ def distill(
         desc=f"{config.guidance.name} {name}",
         checkpoint=out / "checkpoint.pt",
         resume=resume,
+        ready=partial(write_config, config, out),
     )
     metrics = scorer(draw(parts, parts.scored, config.eval.seed))
     history[-1]["fd"] = metrics["fd"]

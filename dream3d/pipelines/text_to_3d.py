@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-import yaml
 
 import scenes
 from dream3d.checkpoint import read_checkpoint
@@ -35,8 +34,8 @@ from dream3d.config import (
     from_dict,
     load_yaml,
     merge,
-    to_dict,
     variants,
+    write_config,
 )
 from dream3d.guidance import GUIDANCES, GuidanceConfig, IKLConfig, build_guidance
 from dream3d.pipelines.world import TEACHERS, TinyCameraSource, build_teacher, check_device
@@ -236,7 +235,6 @@ def text_to_3d(
         read_checkpoint(out / "checkpoint.pt")
     spec, teacher, generator, guidance, cond_fn = build(config)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
     train_config = config.train if progress else replace(config.train, progress=False)
     history = train(
         generator,
@@ -248,6 +246,7 @@ def text_to_3d(
         checkpoint=out / "checkpoint.pt",
         resume=resume,
         clock=clock,
+        ready=partial(write_config, config, out),
     )
     train_seconds = history[-1]["time"] if history else 0.0
     from dream3d.pipelines.outputs import write_outputs, write_particle_outputs

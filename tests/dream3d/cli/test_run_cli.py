@@ -308,3 +308,25 @@ def test_ray_missing_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
     assert main(["compare", "--prompt", "a red cube", "--ray", "--out", str(tmp_path)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and 'the sweep needs Ray: pip install -e ".[sweep]"' in lines[0]
+
+
+def test_resume_with_a_checkpoint_that_does_not_fit_leaves_the_folder_as_it_was(
+    tmp_path, monkeypatch, capsys
+):
+    """The checkpoint's NeRF is 16 wide, the new settings ask for 32: refused in one line
+    before config.yaml (which still describes the checkpoint) is touched."""
+    for name in ("write_outputs", "write_particle_outputs"):
+        monkeypatch.setattr(outputs, name, lambda *a, **k: {})  # training only
+    out = tmp_path / "run"
+    base = ["run", "--prompt", "a red cube", "--teacher", "oracle", "--steps", "2", "--quiet"]
+    base += ["--out", str(out), "--set", "nerf.render.samples=8"]
+    assert main([*base, "--set", "nerf.field.hidden=16"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert main([*base, "--set", "nerf.field.hidden=32", "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        f"dream3d: error: cannot resume: {out / 'checkpoint.pt'} does not fit this run"
+    ), err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert "hidden: 16" in (out / "config.yaml").read_text()
