@@ -38,6 +38,7 @@ from dream3d.config import (
     write_config,
 )
 from dream3d.guidance import GUIDANCES, GuidanceConfig, IKLConfig, build_guidance
+from dream3d.memory import check_fits, nerf_run_bytes
 from dream3d.pipelines.world import TEACHERS, TinyCameraSource, build_teacher, check_device
 from dream3d.train import TrainConfig, train
 from generators import GENERATORS
@@ -199,10 +200,16 @@ def build(config: TextTo3DConfig):
     torch.manual_seed(seed)
     nerf = config.nerf
     teacher = build_teacher(config.teacher, spec, nerf.size, config.device, seed, nerf.cameras)
-    if config.particles == 1:
-        generator_cls, _ = GENERATORS["nerf"]
-        generator = generator_cls(config.nerf, seed, config.device)
-    else:
+    generator_cls, _ = GENERATORS["nerf"]
+    rng = torch.get_rng_state()
+    generator = generator_cls(config.nerf, seed, config.device)  # particle 0 is this NeRF
+    views, samples = config.train.batch, nerf.render.samples
+    need = nerf_run_bytes(generator, config.particles, views, nerf.size, samples)
+    what = f"a run of {config.particles} NeRF{'s' if config.particles > 1 else ''} ({views} "
+    what += f"view{'s' if views > 1 else ''} of {nerf.size} px a step, {samples} samples a ray)"
+    check_fits(need, config.device, what)
+    if config.particles > 1:
+        torch.set_rng_state(rng)  # the particles start as they did without the estimate
         generator = NeRFParticles(config.nerf, config.particles, seed, config.device)
     guidance = build_guidance(config.guidance, teacher)
     if hasattr(guidance, "fake"):  # a fake score built on the CPU (the oracle's UNet) moves
