@@ -106,13 +106,19 @@ GUIDANCE_DEFAULTS = {
 # are judged right after 30 at lr 0.1: tests/dream3d/pipelines/test_distill.py). The triplane
 # generator's samples are NeRF renders: `dream3d run`'s teacher (told the camera) and guidance
 # settings (the registry's defaults, not the image recipe above), objects of 2 views per step;
-# 4000 steps: ~1.15 s a step on one shared core in the 600-step pilots (docs/instant3d.md),
-# so both guidances' trainings fit, side by side, inside the issue's 2 hours
+# 2500 steps, lr decayed by a cosine: at a constant lr 1e-3 for 4000 steps IKL's fd went
+# 150, 134, 160, 528 at steps 1000-4000 (docs/instant3d.md); ~0.9 s an IKL step on one core
 GENERATOR_DEFAULTS = {
     "dirac": {"train": {"batch": 64, "lr": 0.1, "steps": 300}},
     "triplane": {
         "teacher": {"name": "tiny-camera"},
-        "train": {"batch": 4, "lr": 1e-3, "steps": 4000, "save_every": 100},
+        "train": {
+            "batch": 4,
+            "lr": 1e-3,
+            "lr_schedule": "cosine",
+            "steps": 2500,
+            "save_every": 100,
+        },
         "eval": {"every": 1000},
     },
 }
