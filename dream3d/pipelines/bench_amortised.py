@@ -83,8 +83,9 @@ def bench_amortised(
         raise ValueError(f"n must be >= 2 (the spread over z needs two), got {n}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    captions = list(captions or sample_captions())
     run_prompts = list(RUN_PROMPTS if run_prompts is None else run_prompts)
+    captions = list(captions or sample_captions())
+    captions += [p for p in run_prompts if p not in captions]  # each run's caption, generated
     generators = {g: load_triplane(path) for g, path in weights.items()}
     mesh = OutputsConfig().mesh
     objects, per_caption = [], {}
