@@ -46,3 +46,18 @@ def test_sds_collapses_the_colours_of_a_chair_and_ikl_keeps_them(judge):
         found[guidance] = {c: colours.count(c) for c in set(colours)}
     assert len(found["ikl"]) >= 5 and max(found["ikl"].values()) <= 20
     assert len(found["sds"]) <= 2 and max(found["sds"].values()) >= 30
+
+
+# The shipped triplane generators of NeRFs (dream3d/weights/triplane-*-32.*)
+@pytest.mark.parametrize("guidance", ["ikl", "sds"])
+def test_each_triplane_file_is_what_its_log_says(guidance):
+    from dream3d.pipelines.generate import SHIPPED_TRIPLANE
+
+    path = SHIPPED_TRIPLANE[guidance]
+    log = json.loads(path.with_suffix(".json").read_text())
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == log["sha256"]
+    assert log["command"].startswith(f"dream3d distill --generator triplane --guidance {guidance}")
+    _, config = load_generator(path)
+    assert config.guidance.name == guidance and config.train.steps == log["metrics"]["steps"]
+    assert (config.train.lr_schedule, config.teacher.name) == ("cosine", "tiny-camera")
+    assert 1 < path.stat().st_size / 2**20 < 10  # a few MB
