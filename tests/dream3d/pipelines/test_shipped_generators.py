@@ -61,3 +61,21 @@ def test_each_triplane_file_is_what_its_log_says(guidance):
     assert config.guidance.name == guidance and config.train.steps == log["metrics"]["steps"]
     assert (config.train.lr_schedule, config.teacher.name) == ("cosine", "tiny-camera")
     assert 1 < path.stat().st_size / 2**20 < 10  # a few MB
+
+
+@pytest.mark.parametrize("prompt, variant, colour", [
+    ("a blue cube", "cube", "blue"),        # held in
+    ("a red chair", "chair-tall", "red"),   # held out: never seen in training
+])  # fmt: skip
+def test_the_shipped_ikl_triplane_makes_its_captions_objects(prompt, variant, colour):
+    """Measured (bench amortised, seed 0): 8/8 objects of the right variant and colour, both
+    captions; 3D IoU 0.598 (a blue cube) and 0.198 (a red chair) on average."""
+    from dream3d.pipelines.bench_amortised import score_objects
+    from dream3d.pipelines.generate import SHIPPED_TRIPLANE, load_triplane
+    from dream3d.pipelines.text_to_3d import OutputsConfig
+
+    rows, _ = score_objects(
+        load_triplane(SHIPPED_TRIPLANE["ikl"]), prompt, 3, 0, OutputsConfig().mesh
+    )
+    assert [r["closest_variant"] for r in rows] == [variant] * 3
+    assert [r["nearest_colour"] for r in rows] == [colour] * 3
