@@ -1,4 +1,5 @@
-"""The shipped one-step generators (dream3d/weights/onestep-*-32.*): what they are and draw."""
+"""The shipped generators (dream3d/weights/onestep-*-32.*, triplane-*-32.*): what they are
+and draw."""
 
 import hashlib
 import json
@@ -6,7 +7,16 @@ import json
 import pytest
 
 from dream3d.pipelines.distill import SHIPPED, load_generator, sample
+from dream3d.pipelines.generate import SHIPPED_TRIPLANE
 from dream3d.pipelines.world import load_judge
+
+# (file, its command's start, lr schedule, teacher) of every shipped generator
+FILES = {
+    **{f"onestep-{g}": (p, f"dream3d distill --guidance {g}", "constant", "tiny")
+       for g, p in SHIPPED.items()},
+    **{f"triplane-{g}": (p, f"dream3d distill --generator triplane --guidance {g}", "cosine",
+                         "tiny-camera") for g, p in SHIPPED_TRIPLANE.items()},
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -14,14 +24,16 @@ def judge():
     return load_judge()
 
 
-@pytest.mark.parametrize("guidance", sorted(SHIPPED))
-def test_each_file_is_what_its_log_says(guidance):
-    path = SHIPPED[guidance]
+@pytest.mark.parametrize("name", sorted(FILES))
+def test_each_file_is_what_its_log_says(name):
+    path, command, schedule, teacher = FILES[name]
     log = json.loads(path.with_suffix(".json").read_text())
     assert hashlib.sha256(path.read_bytes()).hexdigest() == log["sha256"]
-    assert log["command"].startswith(f"dream3d distill --guidance {guidance}")
+    assert log["command"].startswith(command)
     _, config = load_generator(path)
-    assert config.guidance.name == guidance and config.train.steps == log["metrics"]["steps"]
+    assert config.guidance.name == name.split("-")[1]
+    assert config.train.steps == log["metrics"]["steps"]
+    assert (config.train.lr_schedule, config.teacher.name) == (schedule, teacher)
     assert 1 < path.stat().st_size / 2**20 < 10  # a few MB
 
 
@@ -48,21 +60,6 @@ def test_sds_collapses_the_colours_of_a_chair_and_ikl_keeps_them(judge):
     assert len(found["sds"]) <= 2 and max(found["sds"].values()) >= 30
 
 
-# The shipped triplane generators of NeRFs (dream3d/weights/triplane-*-32.*)
-@pytest.mark.parametrize("guidance", ["ikl", "sds"])
-def test_each_triplane_file_is_what_its_log_says(guidance):
-    from dream3d.pipelines.generate import SHIPPED_TRIPLANE
-
-    path = SHIPPED_TRIPLANE[guidance]
-    log = json.loads(path.with_suffix(".json").read_text())
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == log["sha256"]
-    assert log["command"].startswith(f"dream3d distill --generator triplane --guidance {guidance}")
-    _, config = load_generator(path)
-    assert config.guidance.name == guidance and config.train.steps == log["metrics"]["steps"]
-    assert (config.train.lr_schedule, config.teacher.name) == ("cosine", "tiny-camera")
-    assert 1 < path.stat().st_size / 2**20 < 10  # a few MB
-
-
 @pytest.mark.parametrize("prompt, variant, colour", [
     ("a blue cube", "cube", "blue"),        # held in
     ("a red chair", "chair-tall", "red"),   # held out: never seen in training
@@ -71,7 +68,7 @@ def test_the_shipped_ikl_triplane_makes_its_captions_objects(prompt, variant, co
     """Measured (bench amortised, seed 0): 8/8 objects of the right variant and colour, both
     captions; 3D IoU 0.598 (a blue cube) and 0.198 (a red chair) on average."""
     from dream3d.pipelines.bench_amortised import score_objects
-    from dream3d.pipelines.generate import SHIPPED_TRIPLANE, load_triplane
+    from dream3d.pipelines.generate import load_triplane
     from dream3d.pipelines.text_to_3d import OutputsConfig
 
     rows, _ = score_objects(
