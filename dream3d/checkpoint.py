@@ -54,6 +54,14 @@ def save_checkpoint(path: Path | str, **parts: Any) -> None:
     write_atomic(path, buffer.getbuffer())
 
 
+def save_weights(path: Path | str, tensors: dict[str, torch.Tensor], metadata: dict) -> None:
+    """A safetensors weights file, written as checkpoints are (``write_atomic``), so a full
+    disk never leaves half a file where ``read_weights`` would look."""
+    from safetensors.torch import save
+
+    write_atomic(Path(path), save(tensors, metadata=metadata))
+
+
 def write_atomic(path: Path, data: bytes | memoryview) -> None:
     """``data`` into ``path`` by a temporary file and a rename: ``path`` is either as it was
     or complete, and the temporary file is gone whatever happens."""

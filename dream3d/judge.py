@@ -15,11 +15,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from dream3d.checkpoint import not_weights, read_weights, state_mismatch
+from dream3d.checkpoint import not_weights, read_weights, save_weights, state_mismatch
 
 BatchFn = Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
@@ -82,7 +81,7 @@ class Judge(nn.Module):
         """One safetensors file; the config travels in its metadata."""
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(path), metadata={"config": json.dumps(asdict(self.config))})
+        save_weights(path, state, {"config": json.dumps(asdict(self.config))})
 
     @classmethod
     def load(cls, path: Path | str) -> Judge:

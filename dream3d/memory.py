@@ -55,8 +55,9 @@ def check_fits(need: int, device: str, what: str) -> None:
 
 
 def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.3g} {unit}" if unit != "B" else f"{int(n)} B"
+    """Bytes in the largest unit that keeps the number at or above 1 (up to TB)."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024:
+            return f"{n:.3g} {unit}"
         n /= 1024
     return f"{n:.3g} TB"

@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from dream3d.cameras import VIEWS
-from dream3d.checkpoint import not_weights, read_weights, state_mismatch
+from dream3d.checkpoint import not_weights, read_weights, save_weights, state_mismatch
 from dream3d.config import (
     from_dict,
     load_yaml,
@@ -336,7 +335,7 @@ def save_generator(parts: Parts, config: DistillConfig, path: Path) -> None:
     """The generator's weights (safetensors) with what rebuilds it: the run's config tree."""
     state = {k: v.detach().cpu().contiguous() for k, v in parts.generator.state_dict().items()}
     meta = {"what": "dream3d image generator", "config": json.dumps(to_dict(config))}
-    save_file(state, str(path), metadata=meta)
+    save_weights(path, state, meta)
 
 
 def load_generator(path: Path | str, device: str = "cpu") -> tuple[Parts, DistillConfig]:

@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
-from dream3d.checkpoint import not_weights, read_weights, state_mismatch
+from dream3d.checkpoint import not_weights, read_weights, save_weights, state_mismatch
 from dream3d.diffusion import (
     SCHEDULES,
     ScheduleKind,
@@ -185,7 +184,7 @@ class TinyTeacher(nn.Module):
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         tensors[TABLE] = table.contiguous()
         meta = {"config": json.dumps(asdict(self.config)), "captions": json.dumps(names)}
-        save_file(tensors, str(path), metadata=meta)
+        save_weights(path, tensors, meta)
 
     @classmethod
     def load(cls, path: Path | str, device="cpu", encoder: Encoder | None = None) -> TinyTeacher:

@@ -209,3 +209,19 @@ def test_a_full_disk_during_a_run_is_one_line_naming_the_checkpoint(tmp_path, mo
         "keeps its last checkpoint: free space, then --resume)"
     ]
     assert sorted(p.name for p in out.iterdir()) == ["config.yaml"]
+
+
+def test_a_full_disk_keeps_the_last_weights_file(tmp_path, monkeypatch):
+    """Weights files (generators, teachers, the judge) are written as checkpoints are."""
+    from dream3d import checkpoint
+    from dream3d.checkpoint import read_weights, save_weights
+
+    path = tmp_path / "generator.safetensors"
+    save_weights(path, {"w": torch.ones(3)}, {"config": "{}"})
+    monkeypatch.setattr(checkpoint, "open", _FullDisk(50), raising=False)
+    with pytest.raises(OSError):
+        save_weights(path, {"w": torch.zeros(300)}, {"config": "{}"})
+    monkeypatch.undo()
+    tensors, meta = read_weights(path, "generator")
+    assert torch.equal(tensors["w"], torch.ones(3)) and meta == {"config": "{}"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["generator.safetensors"]
