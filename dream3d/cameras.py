@@ -13,8 +13,20 @@ from dataclasses import dataclass
 
 import torch
 
+from dream3d.config import POSITIVE, Range, check_ranges
+
 VIEWS = ("front", "side", "back", "overhead")
 POSE_DIM = 5  # width of pose_features: cos/sin azimuth, cos/sin elevation, radius offset
+
+
+# where each camera setting may lie (a range's both ends)
+RANGES = {
+    "radius": POSITIVE,
+    "elevation": Range(-90, 90),
+    "fov": Range(0, 180, low_open=True, high_open=True),
+    "overhead": Range(-90, 90),
+    "front": Range(0, 180),
+}
 
 
 @dataclass(frozen=True)
@@ -28,6 +40,7 @@ class CameraConfig:
     front: float = 45.0  # |azimuth| below this is "front"; above 180 - this, "back"
 
     def __post_init__(self):
+        check_ranges(self, RANGES)
         for name in ("radius", "elevation"):  # each a (min, max) range to draw from
             lo, hi = getattr(self, name)
             if lo > hi:

@@ -2,8 +2,8 @@
 
 Each component owns a dataclass holding the one default of each of its settings; an
 experiment's config nests them. ``from_dict`` builds such a tree from a dict, checking every
-key and the type of every value (ranges are the dataclasses' own ``__post_init__`` checks,
-or an experiment's table of the settings its components leave unchecked: ``check_ranges``),
+key and the type of every value (ranges and cross-setting rules are each component's own
+``__post_init__`` checks, ranges through ``check_ranges``, so every experiment gets them),
 so bad input is one ValueError naming the setting, whatever the door: yaml, the command
 line or Python. A field whose metadata names ``variants`` (name -> config class, read from
 a registry) holds the config of the variant named by the dict's ``name`` key.
@@ -69,7 +69,9 @@ def from_dict(cls, values: dict | None, where: str = ""):
             kwargs[name] = coerce(value, hints[name], key)
     try:
         return cls(**kwargs)
-    except (TypeError, ValueError) as err:  # a range check, or a required field left out
+    except SettingError as err:  # a range check: named by its full path
+        raise SettingError(f"{where}.{err.path}" if where else err.path, err.rule) from None
+    except (TypeError, ValueError) as err:  # a cross-setting rule, or a required field left out
         raise ValueError(_at(where, str(err))) from None
 
 
@@ -203,10 +205,19 @@ POSITIVE = Range(0, low_open=True)  # rates, lengths, scales
 UNIT = Range(0, 1)  # probabilities and fractions
 
 
+class SettingError(ValueError):
+    """A setting out of its range; ``from_dict`` lengthens ``path`` to the setting's place in
+    the whole tree ("samples" -> "nerf.render.samples")."""
+
+    def __init__(self, path: str, rule: str):
+        super().__init__(f"{path} {rule}")
+        self.path, self.rule = path, rule
+
+
 def check_ranges(config, ranges: dict[str, Range]) -> None:
-    """A ValueError naming the first setting of ``ranges`` (dotted paths into ``config``)
-    whose number, or one of whose numbers, is out of its range. A path ``config`` lacks (a
-    setting of another variant) and an unset (None) value are skipped."""
+    """A SettingError naming the first setting of ``ranges`` (dotted paths into ``config``,
+    a component's own __post_init__ check) whose number, or one of whose numbers, is out of
+    its range. A path ``config`` lacks and an unset (None) value are skipped."""
     missing = object()
     for path, allowed in ranges.items():
         value = config
@@ -215,7 +226,7 @@ def check_ranges(config, ranges: dict[str, Range]) -> None:
         numbers = value if isinstance(value, tuple) else (value,)
         for x in numbers:
             if x is not missing and x is not None and x not in allowed:
-                raise ValueError(f"{path} must be {allowed}, got {x}")
+                raise SettingError(path, f"must be {allowed}, got {x}")
 
 
 def to_dict(config) -> dict:

@@ -12,6 +12,8 @@ from typing import Literal
 
 import torch
 
+from dream3d.config import Range, check_ranges
+
 ScheduleKind = Literal["scaled_linear", "linear"]
 Anneal = Literal["none", "linear", "sqrt"]
 Weighting = Literal["sds", "uniform", "snr", "dmd"]
@@ -156,6 +158,7 @@ class TimeConfig:
     def __post_init__(self):
         self.t_range = check_t_range(tuple(self.t_range))
         check_choice("t anneal", self.anneal, ANNEALS)
+        check_ranges(self, {"t_max_end": Range(0, 1, low_open=True)})
 
     def bounds(self, progress: float) -> tuple[float, float]:
         return t_bounds(self.t_range, self.anneal, progress, self.t_max_end)

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from dream3d.checkpoint import load_checkpoint, save_checkpoint
 from dream3d.clock import NO_CLOCK
+from dream3d.config import AT_LEAST_1, check_ranges
 from dream3d.diffusion import check_choice
 from dream3d.interrupt import DeferredInterrupt
 from dream3d.nn import EMA
@@ -80,6 +81,7 @@ class TrainConfig:
             math.isfinite(self.ema_halflife) and self.ema_halflife > 0
         ):
             raise ValueError(f"EMA half-life must be > 0 steps, got {self.ema_halflife}")
+        check_ranges(self, {"log_every": AT_LEAST_1})
 
 
 def _lr_factor(config: TrainConfig, step: int) -> float:

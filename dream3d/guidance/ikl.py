@@ -9,6 +9,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from dream3d.config import AT_LEAST_1, check_ranges
 from dream3d.diffusion import add_noise, check_choice
 from dream3d.guidance.base import Guidance, GuidanceConfig
 from dream3d.guidance.fake_scores import FAKE_SCORES
@@ -61,6 +62,7 @@ class IKLConfig(GuidanceConfig):
             math.isfinite(self.fake_alpha) and self.fake_alpha > 0
         ):
             raise ValueError(f"fake alpha must be a finite number > 0, got {self.fake_alpha}")
+        check_ranges(self, dict.fromkeys(("fake_hidden", "fake_layers", "fake_size"), AT_LEAST_1))
 
 
 def auto_fake(teacher) -> str:

@@ -14,7 +14,7 @@ OUT/config.yaml, so a run can be repeated exactly.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Literal
@@ -26,10 +26,6 @@ from dream3d.checkpoint import read_checkpoint
 from dream3d.clock import NO_CLOCK
 from dream3d.config import (
     AT_LEAST_1,
-    NON_NEGATIVE,
-    POSITIVE,
-    UNIT,
-    Range,
     check_ranges,
     from_dict,
     load_yaml,
@@ -45,7 +41,6 @@ from generators import GENERATORS
 from generators.nerf.export import MeshConfig
 from generators.nerf.generator import NeRFConfig
 from generators.nerf.particles import NeRFParticles
-from generators.nerf.render import RegulariserConfig
 from scenes.prompts import PromptSpec, parse_prompt
 
 PRESETS = Path(scenes.__file__).resolve().parent / "presets"
@@ -65,51 +60,6 @@ class OutputsConfig:
     def __post_init__(self):
         sizes = ("views_size", "views_samples", "video_frames", "video_size", "video_samples")
         check_ranges(self, dict.fromkeys(sizes, AT_LEAST_1))
-
-
-# The ranges of the run's numbers that their own configs leave unchecked (train.steps,
-# guidance.cfg_scale, t_range, fake_steps, ... check themselves): out of range is a ValueError
-# naming the setting. A tuple's every number must be in range.
-RANGES = {
-    "guidance.t_max_end": Range(0, 1, low_open=True),
-    "guidance.fake_hidden": AT_LEAST_1,
-    "guidance.fake_layers": AT_LEAST_1,
-    "guidance.fake_size": AT_LEAST_1,
-    "nerf.size": AT_LEAST_1,
-    "nerf.field.grid.levels": AT_LEAST_1,
-    "nerf.field.grid.features": AT_LEAST_1,
-    "nerf.field.grid.log2_table": AT_LEAST_1,
-    "nerf.field.grid.base_resolution": AT_LEAST_1,
-    "nerf.field.grid.max_resolution": AT_LEAST_1,
-    "nerf.field.grid.init_scale": NON_NEGATIVE,
-    "nerf.field.hidden": AT_LEAST_1,
-    "nerf.field.layers": NON_NEGATIVE,
-    "nerf.field.bound": POSITIVE,
-    "nerf.field.blob_radius": POSITIVE,
-    "nerf.field.normal_step": POSITIVE,
-    "nerf.render.samples": AT_LEAST_1,
-    "nerf.render.radius": POSITIVE,
-    "nerf.render.background": UNIT,
-    "nerf.render.chunk": AT_LEAST_1,
-    "nerf.render.shading.ambient": UNIT,
-    "nerf.render.shading.warmup": NON_NEGATIVE,
-    "nerf.render.shading.albedo_prob": UNIT,
-    "nerf.render.shading.textureless_prob": UNIT,
-    "nerf.render.grid.threshold": NON_NEGATIVE,
-    "nerf.render.grid.alpha_threshold": UNIT,
-    "nerf.render.grid.early_stop_eps": UNIT,
-    "nerf.cameras.radius": POSITIVE,
-    "nerf.cameras.elevation": Range(-90, 90),
-    "nerf.cameras.fov": Range(0, 180, low_open=True, high_open=True),
-    "nerf.cameras.overhead": Range(-90, 90),
-    "nerf.cameras.front": Range(0, 180),
-    **{f"nerf.reg.{f.name}": NON_NEGATIVE for f in fields(RegulariserConfig)},  # loss weights
-    "train.log_every": AT_LEAST_1,
-    "outputs.mesh.resolution": Range(2),
-    "outputs.mesh.bound": POSITIVE,
-    "outputs.mesh.min_component_fraction": UNIT,
-    "outputs.mesh.chunk": AT_LEAST_1,
-}
 
 
 @dataclass
@@ -134,7 +84,6 @@ class TextTo3DConfig:
             raise ValueError("the prompt is empty; try e.g. 'a red chair'")
         if self.particles < 1:
             raise ValueError(f"particles must be >= 1, got {self.particles}")
-        check_ranges(self, RANGES)
 
 
 def preset_path(name: str) -> Path:

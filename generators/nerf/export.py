@@ -22,6 +22,8 @@ import trimesh
 from scipy.spatial import cKDTree
 from skimage.measure import marching_cubes
 
+from dream3d.config import AT_LEAST_1, POSITIVE, UNIT, Range, check_ranges
+
 FieldFn = Callable[[torch.Tensor], torch.Tensor]
 FORMATS = ("glb", "obj", "ply")
 Y_UP = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]], float)  # z up -> y up
@@ -44,6 +46,10 @@ class MeshConfig:
     threshold: float = 5.0  # density of the isosurface: a slab 0.14 thick is half opaque
     min_component_fraction: float = 0.05  # drop parts with fewer faces than this x the largest
     chunk: int = 1 << 18  # points per density_fn / albedo_fn call
+
+    def __post_init__(self):
+        ranges = {"resolution": Range(2), "bound": POSITIVE, "chunk": AT_LEAST_1}
+        check_ranges(self, ranges | {"min_component_fraction": UNIT})
 
 
 def _evaluate(fn: FieldFn, points: torch.Tensor, chunk: int) -> torch.Tensor:

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dream3d.config import AT_LEAST_1, NON_NEGATIVE, POSITIVE, check_ranges
 from dream3d.diffusion import check_choice
 
 GridBackend = Literal["auto", "torch", "tcnn", "triton"]
@@ -38,6 +39,14 @@ class HashGridConfig:
     max_resolution: int = 128  # N_max, cells per axis of the finest level
     init_scale: float = 1e-4  # table entries start uniform in [-init_scale, init_scale]
     backend: GridBackend = "auto"  # on CUDA tcnn, else triton, where importable; else torch
+
+    def __post_init__(self):
+        sizes = ("levels", "features", "log2_table", "base_resolution", "max_resolution")
+        check_ranges(self, dict.fromkeys(sizes, AT_LEAST_1) | {"init_scale": NON_NEGATIVE})
+        if self.base_resolution > self.max_resolution:
+            raise ValueError(
+                f"resolutions: base {self.base_resolution} is above max {self.max_resolution}"
+            )
 
     @property
     def growth(self) -> float:
@@ -232,6 +241,11 @@ class DensityConfig:
 
     def __post_init__(self):
         check_choice("density activation", self.activation, ACTIVATIONS)
+        lengths = ("bound", "blob_radius", "normal_step")
+        check_ranges(
+            self,
+            {"hidden": AT_LEAST_1, "layers": NON_NEGATIVE} | dict.fromkeys(lengths, POSITIVE),
+        )
 
 
 @dataclass(frozen=True)

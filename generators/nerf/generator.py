@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from dream3d.cameras import CameraConfig, pose_features, sample_cameras
+from dream3d.config import AT_LEAST_1, check_ranges
 from dream3d.train import Sample
 from generators.nerf.field import FieldConfig, NeRFField
 from generators.nerf.occupancy import OccupancyGrid
@@ -48,6 +49,9 @@ class NeRFConfig:
     reg: RegulariserConfig = dataclasses.field(
         default_factory=RegulariserConfig
     )  # opacity, orientation
+
+    def __post_init__(self):
+        check_ranges(self, {"size": AT_LEAST_1})
 
 
 class NeRFGenerator(nn.Module):

@@ -18,13 +18,14 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 from dream3d.cameras import Cameras
+from dream3d.config import AT_LEAST_1, NON_NEGATIVE, POSITIVE, UNIT, check_ranges
 from dream3d.diffusion import append_dims
 
 Backend = Literal["auto", "torch", "nerfacc"]
@@ -47,6 +48,10 @@ class ShadingConfig:
     warmup: int = 150
     albedo_prob: float = 0.25  # after warm-up (threestudio: 1 - diffuse_prob 0.75)
     textureless_prob: float = 0.5  # of the shaded rest; lambertian otherwise (threestudio)
+
+    def __post_init__(self):
+        fractions = ("ambient", "albedo_prob", "textureless_prob")
+        check_ranges(self, dict.fromkeys(fractions, UNIT) | {"warmup": NON_NEGATIVE})
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,8 @@ class OccGridConfig:
             raise ValueError(f"grid warmup must be >= 0, got {self.warmup}")
         if not 0 <= self.decay <= 1:
             raise ValueError(f"grid decay must be in [0, 1], got {self.decay}")
+        fractions = ("alpha_threshold", "early_stop_eps")
+        check_ranges(self, dict.fromkeys(fractions, UNIT) | {"threshold": NON_NEGATIVE})
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,10 @@ class RenderConfig:
     normals: NormalsAt = "surface"
     shading: ShadingConfig = field(default_factory=ShadingConfig)  # light and shading modes
     grid: OccGridConfig = field(default_factory=OccGridConfig)  # empty-space skipping
+
+    def __post_init__(self):
+        ranges = {"samples": AT_LEAST_1, "chunk": AT_LEAST_1, "radius": POSITIVE}
+        check_ranges(self, ranges | {"background": UNIT})
 
 
 @functools.cache
@@ -566,6 +577,9 @@ class RegulariserConfig:
     # area 2.6x the truth's, normal consistency 0.63; at 0.25: 1.08x, 0.93; at 0.5 the
     # silhouettes blurred: IoU 0.95 -> 0.86)
     normal_smooth: float = 0.25
+
+    def __post_init__(self):  # loss weights
+        check_ranges(self, {f.name: NON_NEGATIVE for f in fields(self)})
 
 
 def sparsity_loss(opacity: torch.Tensor) -> torch.Tensor:

@@ -39,6 +39,27 @@ def cli(capsys):
         (["--ema", "0"], "EMA half-life must be > 0 steps, got 0.0"),
         (["--set", "train.betas=[1.0, 0.999]"], "Adam betas must be two numbers in [0, 1)"),
         (["--set", "train.betas=[0.9]"], "train.betas: expected 2 values, got 1"),
+        # ranges the components check in their own configs, as in run, compare and bench
+        (["--set", "train.log_every=0"], "train.log_every must be >= 1, got 0"),
+        (["--set", "guidance.t_max_end=1.5"], "guidance.t_max_end must be in (0, 1], got 1.5"),
+        (["--set", "guidance.fake_size=0"], "guidance.fake_size must be >= 1, got 0"),
+        (["--set", "generator.sigma_init=0"], "sigma_init must be > 0, got 0.0"),
+        (
+            ["--generator", "triplane", "--set", "generator.cameras.fov=0"],
+            "generator.cameras.fov must be in (0, 180), got 0.0",
+        ),
+        (
+            ["--generator", "triplane", "--set", "generator.cameras.elevation=[80,-10]"],
+            "generator.cameras: elevation [80, -10]: the min is above the max",
+        ),
+        (
+            ["--generator", "triplane", "--set", "generator.render.samples=0"],
+            "generator.render.samples must be >= 1, got 0",
+        ),
+        (
+            ["--generator", "triplane", "--set", "generator.reg.orient=-1"],
+            "generator.reg.orient must be >= 0, got -1.0",
+        ),
         (["sample"], "sample needs --prompt"),
         (["sample", "--prompt", "a chair", "--weights", "/nonexistent.safetensors"], "not found"),
     ],
@@ -48,6 +69,7 @@ def test_bad_input_is_one_line_and_exit_2(cli, args, words, tmp_path):
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0], result.stderr
+    assert not any(tmp_path.iterdir())  # refused before anything is written
 
 
 def test_resume_without_a_checkpoint_is_one_line_and_keeps_the_folder(cli, tmp_path):

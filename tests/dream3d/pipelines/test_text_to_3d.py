@@ -86,7 +86,7 @@ def test_changing_the_guidance_of_a_saved_run_starts_from_the_new_ones_defaults(
         ({"device": "tpu"}, "device: 'tpu' is not one of: cpu, cuda"),
         ({"teacher": {"name": "oracle", "per_view": 0}}, "per_view must be >= 1, got 0"),
         ({"outputs": {"video_frames": 0}}, "video_frames must be >= 1, got 0"),
-        # the run's RANGES table: settings their own configs leave unchecked
+        # ranges each component checks in its own config, named by their full path
         ({"nerf": {"render": {"samples": 0}}}, "nerf.render.samples must be >= 1, got 0"),
         ({"nerf": {"size": -32}}, "nerf.size must be >= 1, got -32"),
         ({"nerf": {"field": {"grid": {"levels": 0}}}}, "nerf.field.grid.levels must be >= 1"),
@@ -98,6 +98,10 @@ def test_changing_the_guidance_of_a_saved_run_starts_from_the_new_ones_defaults(
             "nerf.cameras: elevation [80, -10]: the min is above the max",
         ),
         ({"nerf": {"cameras": {"radius": [3, 2.6]}}}, "radius [3, 2.6]: the min is above the max"),
+        (
+            {"nerf": {"field": {"grid": {"base_resolution": 256}}}},
+            "nerf.field.grid: resolutions: base 256 is above max 128",
+        ),
         ({"nerf": {"cameras": {"fov": 180}}}, "nerf.cameras.fov must be in (0, 180), got 180"),
         ({"nerf": {"render": {"background": [1, 1, 2]}}}, "background must be in [0, 1], got 2"),
         ({"nerf": {"render": {"shading": {"albedo_prob": 1.5}}}}, "albedo_prob must be in [0, 1]"),
