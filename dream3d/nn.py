@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import math
+import threading
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
 from dream3d.cameras import POSE_DIM
+
+_SEEDING = threading.RLock()  # one seeded block at a time in the process (re-entrant)
+
+
+@contextmanager
+def seeded(seed: int):
+    """Inside: torch's global RNG (what modules' default inits draw from) seeded with
+    ``seed``; after: the global RNG as it was. One thread at a time, so runs built at once in
+    one process (the app's concurrent runs) each draw what they draw alone: training itself
+    draws only from its own ``torch.Generator``s, never from the global RNG."""
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with _SEEDING, torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        yield
 
 
 def mlp(d_in: int, d_out: int, hidden: int = 128, layers: int = 3) -> nn.Sequential:

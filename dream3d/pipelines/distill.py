@@ -40,6 +40,7 @@ from dream3d.guidance import (
     SiDConfig,
     build_guidance,
 )
+from dream3d.nn import seeded
 from dream3d.pipelines.image_scores import ScoreConfig, Scorer, cycled, read_caption
 from dream3d.pipelines.world import (
     TEACHERS,
@@ -204,25 +205,26 @@ class Parts:
 
 
 def build(config: DistillConfig) -> Parts:
-    """Teacher, generator, guidance and captions of a run (nothing trained yet)."""
+    """Teacher, generator, guidance and captions of a run (nothing trained yet); what they
+    draw depends on the run's seed alone, whatever runs beside it (``seeded``)."""
     known = captions(config.prompt)
-    teacher = _teacher(config)
-    shape = sample_shape(teacher)
     name = variant_name(IMAGE_GENERATORS, config.generator)
     scored = cycled(known, config.eval.n)
     own = scored if name == "dirac" else known  # Dirac images: one per scored sample
     cls = IMAGE_GENERATORS[name][0]
-    generator = cls(config.generator, teacher, own, shape, config.train.seed).to(config.device)
-    guidance = build_guidance(config.guidance, teacher)
+    with seeded(config.train.seed):  # teacher, generator, guidance: one stream, in turn
+        teacher = _teacher(config)
+        generator = cls(config.generator, teacher, own, sample_shape(teacher), config.train.seed)
+        generator = generator.to(config.device)
+        guidance = build_guidance(config.guidance, teacher)
     return Parts(teacher, generator, guidance, own, scored)
 
 
 def _teacher(config: DistillConfig):
-    """The run's teacher (seeded as the run)."""
+    """The run's teacher (build it inside ``seeded`` with the run's seed)."""
     check_device(config.device)
     if config.teacher.name.startswith("oracle"):
         raise ValueError("distill needs a network teacher (tiny or sd); the oracle is per prompt")
-    torch.manual_seed(config.train.seed)
     spec = parse_prompt(config.prompt or "a chair")
     return build_teacher(config.teacher, spec, 32, config.device, config.train.seed)
 
@@ -392,7 +394,8 @@ def references(
     """Reference rows on the run's scored captions and count: an independent ground-truth
     sample (the floor) and the teacher's DDIM (eta 0, CFG ``cfg`` as `dream3d sample`) at each
     of ``steps``; NFE counts network evaluations per image (CFG doubles each step)."""
-    teacher = _teacher(config)
+    with seeded(config.train.seed):
+        teacher = _teacher(config)
     scored = cycled(captions(config.prompt), config.eval.n)
     scorer = Scorer(load_judge(), scored, config.eval.seed)
     rows = [{"row": "ground truth (floor)", "nfe": 0, "ms_per_image": None} | scorer.floor()]

@@ -19,8 +19,6 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
-import torch
-
 import scenes
 from dream3d.checkpoint import read_checkpoint
 from dream3d.clock import NO_CLOCK
@@ -35,6 +33,7 @@ from dream3d.config import (
 )
 from dream3d.guidance import GUIDANCES, GuidanceConfig, IKLConfig, build_guidance
 from dream3d.memory import check_fits, nerf_run_bytes
+from dream3d.nn import seeded
 from dream3d.pipelines.world import TEACHERS, TinyCameraSource, build_teacher, check_device
 from dream3d.train import TrainConfig, train
 from generators import GENERATORS
@@ -142,25 +141,12 @@ def default_out(config: TextTo3DConfig) -> Path:
 
 
 def build(config: TextTo3DConfig):
-    """(prompt spec, teacher, NeRF generator, guidance, cond_fn) for a run."""
+    """(prompt spec, teacher, NeRF generator, guidance, cond_fn) for a run; what it draws
+    (initial weights) depends on the run's seed alone, whatever runs beside it (``seeded``)."""
     spec = parse_prompt(config.prompt)
     check_device(config.device)
-    seed = config.train.seed
-    torch.manual_seed(seed)
-    nerf = config.nerf
-    teacher = build_teacher(config.teacher, spec, nerf.size, config.device, seed, nerf.cameras)
-    generator_cls, _ = GENERATORS["nerf"]
-    rng = torch.get_rng_state()
-    generator = generator_cls(config.nerf, seed, config.device)  # particle 0 is this NeRF
-    views, samples = config.train.batch, nerf.render.samples
-    need = nerf_run_bytes(generator, config.particles, views, nerf.size, samples)
-    what = f"a run of {config.particles} NeRF{'s' if config.particles > 1 else ''} ({views} "
-    what += f"view{'s' if views > 1 else ''} of {nerf.size} px a step, {samples} samples a ray)"
-    check_fits(need, config.device, what)
-    if config.particles > 1:
-        torch.set_rng_state(rng)  # the particles start as they did without the estimate
-        generator = NeRFParticles(config.nerf, config.particles, seed, config.device)
-    guidance = build_guidance(config.guidance, teacher)
+    with seeded(config.train.seed):
+        teacher, generator, guidance = _parts(config, spec)
     if hasattr(guidance, "fake"):  # a fake score built on the CPU (the oracle's UNet) moves
         guidance.fake.to(config.device)  # in place, so its optimizer keeps the same parameters
 
@@ -168,6 +154,22 @@ def build(config: TextTo3DConfig):
         return teacher.encode_prompt([spec.caption(v) for v in sample.info["views"]])
 
     return spec, teacher, generator, guidance, cond_fn
+
+
+def _parts(config: TextTo3DConfig, spec: PromptSpec):
+    """Teacher, generator and guidance, built in this order from the global RNG as seeded."""
+    seed, nerf = config.train.seed, config.nerf
+    teacher = build_teacher(config.teacher, spec, nerf.size, config.device, seed, nerf.cameras)
+    generator_cls, _ = GENERATORS["nerf"]
+    generator = generator_cls(config.nerf, seed, config.device)  # particle 0 is this NeRF
+    views, samples = config.train.batch, nerf.render.samples
+    need = nerf_run_bytes(generator, config.particles, views, nerf.size, samples)
+    what = f"a run of {config.particles} NeRF{'s' if config.particles > 1 else ''} ({views} "
+    what += f"view{'s' if views > 1 else ''} of {nerf.size} px a step, {samples} samples a ray)"
+    check_fits(need, config.device, what)
+    if config.particles > 1:  # each particle seeds its own field, as particle 0 did
+        generator = NeRFParticles(config.nerf, config.particles, seed, config.device)
+    return teacher, generator, build_guidance(config.guidance, teacher)
 
 
 def text_to_3d(

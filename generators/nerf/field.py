@@ -17,6 +17,7 @@ from torch import nn
 
 from dream3d.config import AT_LEAST_1, NON_NEGATIVE, POSITIVE, check_ranges
 from dream3d.diffusion import check_choice
+from dream3d.nn import seeded
 
 GridBackend = Literal["auto", "torch", "tcnn", "triton"]
 NormalMode = Literal["autograd", "finite"]
@@ -365,8 +366,7 @@ class NeRFField(DensityField):
     def __init__(self, config: FieldConfig = FieldConfig(), seed: int = 0, device="cpu"):
         super().__init__()
         self.config = config
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(seed):
             self.encoding = build_grid(config.grid, device, seed)
             widths = [self.encoding.out_dim] + [config.hidden] * config.layers
             layers = []
