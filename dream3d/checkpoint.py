@@ -17,12 +17,16 @@ import io
 import json
 import os
 import pickle
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch import nn
+
+from dream3d.config import config_yaml
 
 
 def _reason(err: BaseException, limit: int = 120) -> str:
@@ -77,6 +81,30 @@ def write_atomic(path: Path, data: bytes | memoryview) -> None:
         if isinstance(err, OSError) and not err.filename:  # a write's error names no file
             raise OSError(err.errno, err.strerror, str(path)) from None
         raise
+
+
+def resume_point(out: Path, config) -> bool:
+    """Where ``--resume`` into ``out`` starts ``config``'s run: from its checkpoint (read and
+    checked here, before anything is written): True; from step 0 where a run of this same
+    config stopped before its first checkpoint (OUT/config.yaml describes it; a note says
+    so): False. A ValueError otherwise."""
+    path = Path(out) / "checkpoint.pt"
+    if path.is_file():
+        read_checkpoint(path)
+        return True
+    saved = Path(out) / "config.yaml"
+    try:
+        same = yaml.safe_load(saved.read_text()) == yaml.safe_load(config_yaml(config))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        same = False
+    if not same:
+        raise ValueError(f"--resume: no checkpoint at {path}")
+    print(
+        f"dream3d: {out} has no checkpoint yet (the run stopped before its first): "
+        "starting it again from step 0",
+        file=sys.stderr,
+    )
+    return False
 
 
 def read_checkpoint(path: Path | str) -> dict[str, Any]:

@@ -289,9 +289,17 @@ def parse_set(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def config_yaml(config) -> str:
+    """The whole tree as OUT/config.yaml holds it."""
+    return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
 def write_config(config, out: Path) -> None:
-    """OUT/config.yaml: the whole tree a run or distillation was made with."""
-    (Path(out) / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    """OUT/config.yaml: the whole tree a run or distillation was made with (whole or as it
+    was, as checkpoints are written)."""
+    from dream3d.checkpoint import write_atomic
+
+    write_atomic(Path(out) / "config.yaml", config_yaml(config).encode())
 
 
 def load_yaml(path: Path) -> dict:

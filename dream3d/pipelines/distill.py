@@ -22,7 +22,13 @@ import torch
 from tqdm.auto import tqdm
 
 from dream3d.cameras import VIEWS
-from dream3d.checkpoint import not_weights, read_weights, save_weights, state_mismatch
+from dream3d.checkpoint import (
+    not_weights,
+    read_weights,
+    resume_point,
+    save_weights,
+    state_mismatch,
+)
 from dream3d.config import (
     from_dict,
     load_yaml,
@@ -259,8 +265,8 @@ def distill(
 ) -> dict:
     """Train, score and write every output into ``out``; returns metrics.json's content."""
     out = Path(out)
-    if resume and not (out / "checkpoint.pt").is_file():
-        raise ValueError(f"--resume: no checkpoint at {out / 'checkpoint.pt'}")
+    if resume:  # a missing or spoilt checkpoint fails before config.yaml is written
+        resume = resume_point(out, config)
     parts = build(config)
     judge = load_judge()
     out.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 import scenes
-from dream3d.checkpoint import read_checkpoint
+from dream3d.checkpoint import resume_point
 from dream3d.clock import NO_CLOCK
 from dream3d.config import (
     AT_LEAST_1,
@@ -188,9 +188,7 @@ def text_to_3d(
     """
     out = Path(out)
     if resume:  # a missing or spoilt checkpoint fails before config.yaml is written
-        if not (out / "checkpoint.pt").is_file():
-            raise ValueError(f"--resume: no checkpoint at {out / 'checkpoint.pt'}")
-        read_checkpoint(out / "checkpoint.pt")
+        resume = resume_point(out, config)
     spec, teacher, generator, guidance, cond_fn = build(config)
     out.mkdir(parents=True, exist_ok=True)
     train_config = config.train if progress else replace(config.train, progress=False)

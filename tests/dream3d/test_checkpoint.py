@@ -198,7 +198,8 @@ def test_a_full_disk_during_a_run_is_one_line_naming_the_checkpoint(tmp_path, mo
     from dream3d import checkpoint
     from dream3d.cli.main import main
 
-    monkeypatch.setattr(checkpoint, "open", _FullDisk(0), raising=False)
+    # room for config.yaml (a few kB, written the same way), none for a checkpoint (~1 MB)
+    monkeypatch.setattr(checkpoint, "open", _FullDisk(100_000), raising=False)
     out = tmp_path / "run"
     args = ["run", "--prompt", "a chair", "--steps", "4", "--out", str(out), "--quiet"]
     sets = ["nerf.render.samples=8", "train.save_every=2", "nerf.render.shading.warmup=1"]
