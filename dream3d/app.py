@@ -5,7 +5,8 @@ CFG scale per guidance. Each run's views and loss/|g| curves update as it trains
 turntable, mesh (viewer and glb/obj/ply downloads) and ground-truth scores appear. Results
 land in OUT/compare-<prompt-slug>-<seed>-<time>/, laid out as `dream3d compare` lays out its
 folder. Runs wait in Gradio's queue, which shows each waiting user their place; at most
-``concurrency`` train at once (1 by default on a CPU).
+``concurrency`` train at once (1 by default on a CPU) and at most ``queue`` wait (16): the
+next is told the app is busy.
 
 The "Images" tab draws a prompt's samples from the one-step IKL and SDS image generators
 (``dream3d distill``) next to the teacher's DDIM on the same noise (``distill.side_by_side``).
@@ -61,6 +62,7 @@ class AppConfig:
     out: Path = Path("outputs/app")  # every job's folder goes here
     preset: str | None = None  # run preset (scenes/presets name or .yaml); None: by device
     concurrency: int = 1  # runs training at once
+    queue: int = 16  # requests waiting for a slot; more are refused: the app is busy
     device: str = "cuda" if torch.cuda.is_available() else "cpu"
     image_weights: dict | None = None  # Images tab: guidance -> generator file; None: shipped
     # Instant 3D tab: guidance -> triplane generator file; None: the shipped ones
@@ -620,7 +622,7 @@ def serve(
     check_address(host, port)
     app.out.mkdir(parents=True, exist_ok=True)
     page = build_app(app)
-    page.queue(default_concurrency_limit=app.concurrency)
+    page.queue(default_concurrency_limit=app.concurrency, max_size=app.queue)
     try:
         page.launch(
             server_name=host,

@@ -424,6 +424,12 @@ def _app_parser(sub) -> None:
     app.add_argument(
         "--concurrency", type=_positive_int, default=1, help="runs training at once (default 1)"
     )
+    app.add_argument(
+        "--queue",
+        type=_positive_int,
+        default=16,
+        help="requests that may wait for a slot; more are told the app is busy (default 16)",
+    )
     app.add_argument("--out", type=Path, default=Path("outputs/app"), help="default outputs/app")
     app.add_argument("--preset", help="run preset: cpu | cuda or a .yaml file (default: by device)")
     app.add_argument("--device", choices=["cpu", "cuda"], help="default cuda when available")
@@ -438,7 +444,7 @@ def serve_app(args) -> None:
         import gradio  # noqa: F401
     except ImportError:
         raise ValueError('the app needs gradio: pip install -e ".[app]"') from None
-    app = AppConfig(out=args.out, preset=args.preset, concurrency=args.concurrency)
+    app = AppConfig(args.out, args.preset, args.concurrency, queue=args.queue)
     if args.device:
         app.device = args.device
     check_device(app.device)

@@ -59,12 +59,12 @@ def spans():
         yield seen
 
 
-def _serve(root: Path, concurrency: int = 1):
+def _serve(root: Path, concurrency: int = 1, queue: int = 16):
     """The app on a free port with the test preset: (its page, url, output root)."""
     preset = root / "fast.yaml"
     preset.write_text(yaml.safe_dump(FAST))
     port = _free_port()
-    app = AppConfig(out=root / "out", preset=str(preset), concurrency=concurrency)
+    app = AppConfig(out=root / "out", preset=str(preset), concurrency=concurrency, queue=queue)
     page = serve(app, port=port, block=False)
     return page, f"http://127.0.0.1:{port}/", root / "out"
 
@@ -149,6 +149,38 @@ def test_with_concurrency_2_two_clients_train_at_once(tmp_path, spans):
         while _pair_threads() and time.time() < deadline:
             time.sleep(0.5)
         assert not _pair_threads(), "both stopped"
+    finally:
+        page.close()
+
+
+def test_a_full_queue_tells_the_next_client_the_app_is_busy(tmp_path, spans):
+    """``queue=1``: one run trains, one waits (told its place), the third is refused at once;
+    cancelling the waiting one lets a new request in."""
+    from gradio_client.utils import QueueError
+
+    page, url, root = _serve(tmp_path, queue=1)
+    try:
+        first = _submit(url, "a red cube", steps=2000)
+        deadline = time.time() + 120
+        while first.status().code != Status.ITERATING and time.time() < deadline:
+            time.sleep(0.2)
+        second = _submit(url, "a blue sphere", steps=2000)
+        while second.status().code != Status.IN_QUEUE and time.time() < deadline:
+            time.sleep(0.2)
+        assert second.status().rank == 0  # first in line
+        with pytest.raises(QueueError, match="Queue is full"):
+            _submit(url, "a chair", steps=2000).result(timeout=60)
+        second.cancel()
+        time.sleep(1)
+        third = _submit(url, "a table", steps=2000)  # the freed place is taken
+        while third.status().code != Status.IN_QUEUE and time.time() < deadline:
+            time.sleep(0.2)
+        assert third.status().code == Status.IN_QUEUE
+        for job in (third, first):
+            job.cancel()
+        while _pair_threads() and time.time() < deadline:
+            time.sleep(0.5)
+        assert not _pair_threads()
     finally:
         page.close()
 

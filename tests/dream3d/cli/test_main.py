@@ -24,6 +24,7 @@ from dream3d.cli.main import main
         (["app", "--host", "no-such-host.invalid"], "cannot serve on no-such-host.invalid:7860"),
         (["run", "--prompt", "a chair", "--steps", "1e3"], "expected a whole number, got '1e3'"),
         (["app", "--concurrency", "0"], "must be a positive integer, got 0"),
+        (["app", "--queue", "0"], "argument --queue: must be a positive integer, got 0"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(cli, args, words):
