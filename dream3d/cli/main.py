@@ -511,16 +511,33 @@ def os_error(err: OSError) -> str:
     return line
 
 
+_MADE: list[Path] = []  # folders _check_writable made for this command, deepest first
+
+
 def _check_writable(out: Path) -> None:
+    missing = [p for p in (out, *out.parents) if not p.exists()]
     try:
         out.mkdir(parents=True, exist_ok=True)
+        _MADE.extend(missing)
         tempfile.TemporaryFile(dir=out).close()  # a name of its own: commands may share OUT
     except OSError as err:
         raise ValueError(f"cannot write to {out}: {err.strerror}") from None
 
 
+def _unmake() -> None:
+    """The folders a command that failed on its input made, removed while they are empty: a
+    refused command leaves the disk as it found it."""
+    for path in _MADE:
+        try:
+            path.rmdir()
+        except OSError:  # something was written there after all: keep it and its parents
+            break
+    _MADE.clear()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _MADE.clear()
     try:
         if args.command == "lab":
             run_lab(args)
@@ -542,9 +559,11 @@ def main(argv: list[str] | None = None) -> int:
             result = teacher_cli.run(args)
             print(json.dumps(_without_curves(result), indent=2))
     except ValueError as err:
+        _unmake()
         print(f"dream3d: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as err:  # the disk, not the input: a full disk, a folder made read-only
+        _unmake()
         print(f"dream3d: error: {os_error(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except NonFiniteError as err:

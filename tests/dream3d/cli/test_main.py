@@ -35,6 +35,32 @@ def test_bad_input_is_one_line_and_exit_2(cli, args, words):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["run", "--prompt", "a chair", "--device", "cuda"], "no CUDA device"),
+        (["run", "--prompt", "a chair", "--particles", "100000"], "ask for less"),
+        (["distill", "sample", "--prompt", "a chair", "--weights", "JUNK"], "not a generator"),
+        (["teacher", "sample", "--prompt", "a chair", "--weights", "JUNK"], "not a tiny-teacher"),
+        (["bench", "distill", "--rows", "one-step-gan"], "unknown rows one-step-gan"),
+    ],
+)
+def test_a_refused_command_leaves_no_folder_behind(cli, args, words, tmp_path):
+    """Refused after its --out was checked writable (made): the folders it made are gone."""
+    if torch.cuda.is_available() and "cuda" in args:
+        pytest.skip("this machine has CUDA")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not safetensors")
+    (tmp_path / "kept").mkdir()
+    out = tmp_path / "new" / "deeper"
+    args = [str(junk) if a == "JUNK" else a for a in args]
+    result = cli(*args, "--out", str(out))
+    assert result.returncode == 2 and words in result.stderr, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.safetensors", "kept"]
+    result = cli(*args, "--out", str(tmp_path / "kept"))  # a folder that was there stays
+    assert result.returncode == 2 and (tmp_path / "kept").is_dir()
+
+
 def test_lab_from_the_command_line(tmp_path, capsys):
     assert main(["lab", "dirac", "--steps", "50", "--out", str(tmp_path), "--quiet"]) == 0
     printed = capsys.readouterr()
