@@ -551,7 +551,7 @@ def _updates(gr, job: PairRun, status, table, panes):
 
     The last update holds every output, so an API client's result is the whole page.
     """
-    seen, shown = -1, {g: {} for g in PAIR}
+    seen, shown, rows = -1, {g: {} for g in PAIR}, None
     while True:
         version = job.wait(seen)
         final = job.done
@@ -560,7 +560,8 @@ def _updates(gr, job: PairRun, status, table, panes):
             seen = version
             for g, side in job.sides.items():
                 update.update(_side_update(gr, panes[g], side, shown[g], final))
-            update[table] = score_rows(job)
+            if final or score_rows(job) != rows:  # the table only when a run has finished
+                update[table] = rows = score_rows(job)
         yield update
         if final:
             return
