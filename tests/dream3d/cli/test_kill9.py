@@ -14,20 +14,14 @@ import yaml
 
 from dream3d.cli.main import main
 from dream3d.pipelines import outputs
+from tests.fast_run import SMALLEST_OUTPUTS
 
 HELPER = Path(__file__).resolve().parents[2] / "killed_run.py"
 MOMENTS = ("step-2", "checkpoint-1", "step-6", "checkpoint-2", "outputs")
 SMALL = {  # 8 steps, a checkpoint every 4, small outputs
     "train": {"steps": 8, "save_every": 4},
     "nerf": {"render": {"samples": 8, "shading": {"warmup": 2}}},
-    "outputs": {
-        "views_size": 16,
-        "views_samples": 8,
-        "video_frames": 2,
-        "video_size": 16,
-        "video_samples": 4,
-        "mesh": {"resolution": 16},
-    },
+    "outputs": SMALLEST_OUTPUTS,
 }
 
 

@@ -16,6 +16,7 @@ from dream3d.pipelines.lab import KL_T_RANGE
 from dream3d.pipelines.world import all_captions, judge_batch
 from dream3d.teachers.tiny import TinyConfig, TinyTeacher
 from scenes.catalogue import COLOURS, OBJECTS
+from tests.fast_run import SMALLEST_OUTPUTS
 
 
 def _run(cli, *args) -> tuple[dict | str, str]:
@@ -109,14 +110,7 @@ TINY_RUN = {
     "teacher": {"name": "oracle", "per_view": 4},
     "train": {"steps": 2, "save_every": 0, "log_every": 1},
     "nerf": {"size": 16, "render": {"samples": 8, "shading": {"warmup": 1}}},
-    "outputs": {
-        "views_size": 16,
-        "views_samples": 8,
-        "video_frames": 2,
-        "video_size": 16,
-        "video_samples": 4,
-        "mesh": {"resolution": 16},
-    },
+    "outputs": SMALLEST_OUTPUTS,
 }
 
 
