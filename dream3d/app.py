@@ -45,8 +45,13 @@ RESOLUTIONS = {  # output settings on top of the device's preset (render size is
     },
 }
 PREVIEW_AZIMUTHS = (0.0, 90.0, 180.0, -90.0)  # the live views: front, side, back, other side
-PREVIEW_EVERY = 25  # steps between live views
-CURVES_EVERY = 3.0  # seconds between redraws of the live curves
+PREVIEW_EVERY = 25  # steps between live views, at least
+CURVES_EVERY = 3.0  # seconds between redraws of the live curves, at least
+# the live views and curves share the CPU with training: each waits at least this many times
+# its own last drawing time, so together they take under ~10 % of it (at every 25 steps and
+# every 3 s, "a red chair" trained 1.3-2x slower per step from the page than from the command
+# line; without them, as fast: docs/robustness.md)
+LIVE_SPACING = 20
 EXAMPLES = ["a chair", "a red chair", "a blue cube", "a red sphere", "a table", "a green mug"]
 TABLE = ("guidance", "seed", *COLUMNS, "train s", "wall s")  # the score table's columns
 IMAGE_SAMPLES = (1, 32)  # the samples the Images tab may ask for
@@ -183,6 +188,7 @@ class PairRun:
         self.done = False
         self.started = time.perf_counter()
         self._run_start = self.started
+        self._next_preview = 0.0  # perf_counter time before which no live view is drawn
         self.thread = threading.Thread(target=self._main, name=f"dream3d {out.name}", daemon=True)
 
     def start(self) -> PairRun:
@@ -222,8 +228,11 @@ class PairRun:
         side, last = self.sides[config.guidance.name], config.train.steps - 1
         side.state = "training" if row["step"] < last else "writing"
         side.history.append(row)
-        if row["step"] % PREVIEW_EVERY == 0 or row["step"] == last:
+        due = row["step"] % PREVIEW_EVERY == 0 and time.perf_counter() >= self._next_preview
+        if due or row["step"] == last:
+            start = time.perf_counter()
             side.preview = preview(generator)
+            self._next_preview = start + (1 + LIVE_SPACING) * (time.perf_counter() - start)
         self._bump()
 
     def _on_run(self, config, out: Path, metrics: dict) -> None:
@@ -569,17 +578,20 @@ def _updates(gr, job: PairRun, status, table, panes):
 
 def _side_update(gr, pane: dict, side: Side, shown: dict, everything: bool) -> dict:
     """What changed in one pane since ``shown`` (updated): new views, curves at most every
-    CURVES_EVERY seconds (drawing them costs the training CPU), and the finished files."""
+    CURVES_EVERY seconds and LIVE_SPACING times their drawing time (drawing them costs the
+    training CPU), and the finished files."""
     from dream3d.pipelines.outputs import progress_image
 
     update = {}
     if side.preview is not None and (everything or shown.get("preview") is not side.preview):
         update[pane["live"]] = shown["preview"] = side.preview
-    rows, drawn = len(side.history), shown.get("drawn", -CURVES_EVERY)
-    fresh = rows != shown.get("rows") and time.perf_counter() - drawn >= CURVES_EVERY
+    rows, due = len(side.history), shown.get("due", 0.0)
+    fresh = rows != shown.get("rows") and time.perf_counter() >= due
     if rows and (everything or fresh or (side.out and rows != shown.get("rows"))):
+        start = time.perf_counter()
         update[pane["curves"]] = progress_image(side.history)
-        shown["rows"], shown["drawn"] = rows, time.perf_counter()
+        spent = time.perf_counter() - start
+        shown["rows"], shown["due"] = rows, start + max(CURVES_EVERY, (1 + LIVE_SPACING) * spent)
     if side.out is not None and (everything or shown.get("out") is None):
         update.update(_finished(gr, pane, side.out))
         shown["out"] = side.out
