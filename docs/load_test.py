@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +29,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "dream3d"))
+
+from test_app import _free_port  # noqa: E402
 
 from dream3d.app import EXAMPLES, AppConfig, serve  # noqa: E402
 
@@ -41,12 +43,6 @@ job = Client(sys.argv[1], verbose=False).submit(*sys.argv[2:3], {args}, api_name
 while True:
     time.sleep(1)
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _memory() -> tuple[float, float]:
