@@ -1,12 +1,14 @@
 """A pair run from the app's page against `dream3d compare`, side by side on this machine:
-`python docs/app_speed.py OUT [--prompt P] [--steps N] [--browser webgl|nogl|none]`.
+`python docs/app_speed.py OUT [--prompt P] [--steps N] [--browser webgl|nogl|none] [--repeat K]`.
 
 First `dream3d compare --prompt P --seeds 1 --steps N` in a fresh process, then the same pair
 from the app's page: the app in this process, headless Chromium (Debian's, through Selenium;
 WebGL on, as a user's browser) typing the prompt and steps and pressing "Run both" (or, with
 ``--browser none``, gradio's client). Prints and writes OUT/app-speed.md: wall time, each
 side's training seconds and seconds per step, and the CPU seconds each process group used
-while the pair ran (this process: the app and its runs; chromium: the page).
+while the pair ran (this process: the app and its runs; chromium: the page). With
+``--repeat K``, K such rounds one after the other (this machine's speed drifts over minutes:
+each round's ratio compares two runs minutes apart), and the ratios' mean and range.
 """
 
 from __future__ import annotations
@@ -124,25 +126,37 @@ def main() -> None:
     parser.add_argument("--prompt", default="a red chair")
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--browser", choices=["webgl", "nogl", "none"], default="webgl")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds, one after the other")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    cli = command_line(args.out / "compare", args.prompt, args.steps)
-    app = page(args.out / "app", args.prompt, args.steps, args.browser)
     lines = [
         f"`python docs/app_speed.py OUT --prompt '{args.prompt}' --steps {args.steps} "
-        f"--browser {args.browser}`, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores:",
+        f"--browser {args.browser} --repeat {args.repeat}`, {time.strftime('%Y-%m-%d %H:%M')}, "
+        f"{os.cpu_count()} cores:",
         "",
-        "| pair run | wall s | SDS train s (s/step) | IKL train s (s/step) | CPU s by process |",
-        "|---|---|---|---|---|",
+        "| round | pair run | wall s | SDS train s (s/step) | IKL train s (s/step) | "
+        "CPU s by process | page / command line |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for name, r in (("`dream3d compare --seeds 1`", cli), (f"app page ({args.browser})", app)):
-        (sds, sds_step), (ikl, ikl_step) = r["sides"]["sds"], r["sides"]["ikl"]
-        cpu = ", ".join(f"{k} {v:.0f}" for k, v in sorted(r["cpu"].items()) if v >= 0.5)
-        lines.append(
-            f"| {name} | {r['wall']:.1f} | {sds:.1f} ({sds_step:.3f}) | "
-            f"{ikl:.1f} ({ikl_step:.3f}) | {cpu} |"
-        )
-    lines += ["", f"page / command line, wall: {app['wall'] / cli['wall']:.2f}x"]
+    ratios = []
+    for k in range(args.repeat):
+        cli = command_line(args.out / f"compare-{k}", args.prompt, args.steps)
+        app = page(args.out / f"app-{k}", args.prompt, args.steps, args.browser)
+        ratios.append(app["wall"] / cli["wall"])
+        runs = (("`dream3d compare --seeds 1`", cli, ""), (f"page ({args.browser})", app, "x"))
+        for name, r, ratio in runs:
+            (sds, sds_step), (ikl, ikl_step) = r["sides"]["sds"], r["sides"]["ikl"]
+            cpu = ", ".join(f"{k} {v:.0f}" for k, v in sorted(r["cpu"].items()) if v >= 0.5)
+            lines.append(
+                f"| {k + 1} | {name} | {r['wall']:.1f} | {sds:.1f} ({sds_step:.3f}) | "
+                f"{ikl:.1f} ({ikl_step:.3f}) | {cpu} | {f'{ratios[-1]:.2f}x' if ratio else ''} |"
+            )
+        print(lines[-2], lines[-1], sep="\n", flush=True)
+    lines += [
+        "",
+        f"page / command line, wall: mean {sum(ratios) / len(ratios):.2f}x "
+        f"(rounds: {', '.join(f'{r:.2f}x' for r in ratios)})",
+    ]
     text = "\n".join(lines) + "\n"
     (args.out / "app-speed.md").write_text(text)
     print(text)

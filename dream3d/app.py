@@ -52,6 +52,9 @@ CURVES_EVERY = 3.0  # seconds between redraws of the live curves, at least
 # every 3 s, "a red chair" trained 1.3-2x slower per step from the page than from the command
 # line; without them, as fast: docs/robustness.md)
 LIVE_SPACING = 20
+# seconds between the page's updates, at least (each one costs the browser a redraw: at every
+# step, "a red chair" trained ~1.3x slower from the page; docs/robustness.md)
+UPDATE_EVERY = 1.0
 EXAMPLES = ["a chair", "a red chair", "a blue cube", "a red sphere", "a table", "a green mug"]
 TABLE = ("guidance", "seed", *COLUMNS, "train s", "wall s")  # the score table's columns
 IMAGE_SAMPLES = (1, 32)  # the samples the Images tab may ask for
@@ -253,6 +256,11 @@ class PairRun:
             self.changed.wait_for(lambda: self.version != seen or self.done, timeout)
             return self.version
 
+    def pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or until the pair ends."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.done, seconds)
+
 
 def preview(generator, size: int = 64, samples: int = 32) -> np.ndarray:
     """The field's albedo from PREVIEW_AZIMUTHS, side by side: (size, 4 size, 3) uint8; for
@@ -353,7 +361,7 @@ def _tab_3d(gr, app: AppConfig) -> None:
 
     event = gr.on(
         [go.click, inputs[0].submit], run_both, inputs, outputs, api_name="run_both",
-        concurrency_limit=app.concurrency,
+        concurrency_limit=app.concurrency, show_progress_on=[status],
     )  # fmt: skip
     stop.click(None, cancels=[event], api_name=False)
 
@@ -546,7 +554,9 @@ def _pane(gr, guidance: str) -> dict:
     pane = {
         "live": gr.Image(label=f"{name}: views while training", type="numpy", height=160),
         "curves": gr.Image(label=f"{name}: loss and |g|", type="numpy", height=200),
-        "video": gr.Video(label=f"{name}: turntable", autoplay=True, loop=True, height=280),
+        # plays once (looping, it cost the browser ~0.1 core, taken from the other side's
+        # training; press play to see it again)
+        "video": gr.Video(label=f"{name}: turntable", autoplay=True, height=280),
         "mesh": gr.Model3D(label=f"{name}: mesh", height=320),
     }
     with gr.Row():
@@ -556,14 +566,18 @@ def _pane(gr, guidance: str) -> dict:
 
 
 def _updates(gr, job: PairRun, status, table, panes):
-    """Yield the page's changes until the job ends: live views, curves, then files and scores.
+    """Yield the page's changes until the job ends: live views, curves, then files and scores,
+    at most one update every UPDATE_EVERY seconds.
 
     The last update holds every output, so an API client's result is the whole page.
     """
     seen, shown, rows = -1, {g: {} for g in PAIR}, None
     while True:
         version = job.wait(seen)
-        final = job.done
+        # a run's files go out a second before the pair's last update (a mesh viewer first
+        # given its file in the last update stayed empty in Chromium)
+        new = any(side.out is not None and "out" not in shown[g] for g, side in job.sides.items())
+        final = job.done and not new
         update = {status: status_line(job)}
         if version != seen or final:
             seen = version
@@ -574,6 +588,7 @@ def _updates(gr, job: PairRun, status, table, panes):
         yield update
         if final:
             return
+        job.pause(UPDATE_EVERY) if not job.done else time.sleep(UPDATE_EVERY)
 
 
 def _side_update(gr, pane: dict, side: Side, shown: dict, everything: bool) -> dict:

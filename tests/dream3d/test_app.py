@@ -282,7 +282,8 @@ def run_in_browser(
 ):
     """Type the prompt, click "Run both", wait for both result panes, save a full-page shot.
 
-    Returns the page's score table: a list of rows of cell texts.
+    Returns the page's score table (a list of rows of cell texts) and whether each pane's
+    turntable loops.
     """
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -308,6 +309,11 @@ def run_in_browser(
             [cell.text for cell in row.find_elements(By.CSS_SELECTOR, "[role=gridcell]")]
             for row in driver.find_elements(By.CSS_SELECTOR, "#scores [role=row].virtual-row")
         ]
+        until(lambda d: all(v.get_property("src") for v in d.find_elements(By.TAG_NAME, "video")))
+        loops = [
+            driver.find_element(By.CSS_SELECTOR, f"#{p} video").get_property("loop")
+            for p in ("pane-sds", "pane-ikl")
+        ]
         time.sleep(2)  # let the mesh viewers draw
         bottom = driver.execute_script(  # of the page's content, in a window smaller than it
             "return Math.max(...[...document.querySelectorAll('body *')]"
@@ -318,7 +324,7 @@ def run_in_browser(
         time.sleep(1)
         screenshot.parent.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(screenshot))
-        return rows
+        return rows, loops
     finally:
         driver.quit()
 
@@ -326,8 +332,9 @@ def run_in_browser(
 def test_in_chromium_a_prompt_and_run_both_give_both_result_panes(app, tmp_path):
     url, root = app
     shot = Path(os.environ.get("DREAM3D_SHOT", tmp_path / "app.png"))
-    rows = run_in_browser(url, "a blue cube", shot, "tiny", wait=300, webgl=False)
+    rows, loops = run_in_browser(url, "a blue cube", shot, "tiny", wait=300, webgl=False)
     assert [row[:2] for row in rows] == [["sds", "0"], ["ikl", "0"]]
+    assert loops == [False, False]  # the turntables play once: looping cost training CPU
     (folder,) = root.glob("compare-a-blue-cube-*")
     for row, guidance in zip(rows, ("sds", "ikl")):  # the page shows the runs' own scores
         truth = json.loads((folder / f"{guidance}-0" / "metrics.json").read_text())["truth"]
@@ -340,13 +347,39 @@ def test_in_chromium_a_prompt_and_run_both_give_both_result_panes(app, tmp_path)
         assert image.width == 1400 and image.height > 1000
 
 
+def test_the_page_is_updated_at_most_once_a_second_and_at_once_when_the_pair_ends(tmp_path):
+    from types import SimpleNamespace
+
+    from dream3d.app import UPDATE_EVERY, PairRun, _updates
+
+    config = SimpleNamespace(train=SimpleNamespace(steps=1000))
+    job = PairRun(config, {"sds": None, "ikl": None}, tmp_path, threading.Semaphore(1))
+    ended = []
+
+    def steps():  # a step every 10 ms for 2.5 s, then the end
+        for _ in range(250):
+            time.sleep(0.01)
+            job._bump()
+        job.done, _ = True, ended.append(time.perf_counter())
+        job._bump()
+
+    threading.Thread(target=steps).start()
+    times = [
+        time.perf_counter() for _ in _updates(None, job, "status", "table", {"sds": {}, "ikl": {}})
+    ]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert 2 <= len(times) <= 4, times  # not 250
+    assert min(gaps[:-1], default=UPDATE_EVERY) >= 0.95 * UPDATE_EVERY, gaps
+    assert times[-1] - ended[0] < 0.2  # the last update does not wait out the second
+
+
 if __name__ == "__main__":  # the README's screenshot: python tests/dream3d/test_app.py OUT.png
     import sys
 
     port = _free_port()
     page = serve(AppConfig(), port=port, block=False)
     print(
-        run_in_browser(
+        *run_in_browser(
             f"http://127.0.0.1:{port}/",
             sys.argv[2] if len(sys.argv) > 2 else "a red chair",
             Path(sys.argv[1]),
