@@ -588,7 +588,10 @@ def _updates(gr, job: PairRun, status, table, panes):
         yield update
         if final:
             return
-        job.pause(UPDATE_EVERY) if not job.done else time.sleep(UPDATE_EVERY)
+        if job.done:  # its last files just went out: the last update waits a second
+            time.sleep(UPDATE_EVERY)
+        else:
+            job.pause(UPDATE_EVERY)
 
 
 def _side_update(gr, pane: dict, side: Side, shown: dict, everything: bool) -> dict:
